@@ -21,6 +21,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.data.name = "synthetic"  # Short name used in logs and results.
   c.data.path = ""  # Interactions file (or directory for recbole/movielens).
   c.data.item_text_path = ""  # Item-text JSONL (../shared/data style); "" = none.
+  c.data.item_text_id_field = "item_id"  # JSONL key holding the raw item id.
   c.data.attributes_path = ""  # *_item2attributes.json; "" = none.
   c.data.attribute_names_path = ""  # *_attribute_names.tsv; "" = none.
   c.data.metadata_path = ""  # Format-specific metadata (movies.dat, Amazon meta).
