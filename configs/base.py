@@ -77,6 +77,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.train.loss_chunk_items = 8192  # Item tile for loss_impl="chunked".
   c.train.log_every_steps = 50  # Progress-bar refresh.
   c.train.keep_checkpoints = 1  # Latest checkpoints kept (best kept apart).
+  c.train.progress = True  # tqdm progress bars for epochs and steps.
 
   # ---------------------------------------------------------------- eval
   c.eval = ml_collections.ConfigDict()

@@ -1,0 +1,24 @@
+"""FAME on MovieLens-1M (6,040 users, 3,416 items with >= 5 ratings).
+
+  python train.py --config configs/ml1m.py --workdir runs/ml1m
+
+Uses ../shared/data/ml-1m/ml-1m_item5_3416.txt (the SASRec/S3-Rec statistics);
+its item text rows are matched through the `item5_3416_id` field.
+"""
+
+from configs.base import get_base_config
+
+_ROOT = "../shared/data/ml-1m"
+
+
+def get_config():
+  c = get_base_config()
+  c.data.format = "s3rec"  # `user item item ...` lines, chronological.
+  c.data.name = "ml1m"
+  c.data.path = f"{_ROOT}/ml-1m_item5_3416.txt"
+  c.data.item_text_path = f"{_ROOT}/ml-1m_item_text.jsonl"  # Title, year, genres.
+  c.data.item_text_id_field = "item5_3416_id"  # Ids of the 3,416-item file.
+  c.data.max_len = 200  # Long MovieLens histories (SASRec uses 200).
+  c.model.dropout = 0.2  # SPEC default for MovieLens.
+  c.pretrain.facets = ("genres", "decade")  # One facet per head.
+  return c

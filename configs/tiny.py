@@ -1,0 +1,32 @@
+"""Tiny config for tests: a small synthetic world and a small model (seconds).
+
+  python train.py --config configs/tiny.py --workdir /tmp/tiny
+"""
+
+from configs.base import get_base_config
+
+
+def get_config():
+  c = get_base_config()
+  c.data.format = "synthetic"
+  c.data.name = "synthetic_tiny"
+  c.data.max_len = 20  # Short window keeps tests fast.
+  c.data.synthetic.num_users = 400  # Small world.
+  c.data.synthetic.num_items = 120
+  c.data.synthetic.min_length = 6
+  c.data.synthetic.max_length = 20
+  c.model.hidden_size = 16  # Tiny model.
+  c.model.num_heads = 2
+  c.model.num_experts = 2
+  c.model.ffn_inner = 32
+  c.model.dropout = 0.1
+  c.train.batch_size = 64
+  c.train.learning_rate = 5e-3  # Few epochs: learn fast.
+  c.train.max_epochs = 6
+  c.train.patience_evals = 100  # Never stop early in tests.
+  c.train.progress = False  # Quiet tests.
+  c.eval.batch_size = 128
+  c.pretrain.facets = ("genre", "brand")
+  c.pretrain.steps = 60
+  c.pretrain.batch_size = 64
+  return c

@@ -1,0 +1,32 @@
+"""Evaluates a trained workdir with full ranking and prints the metrics as JSON.
+
+  python evaluate.py --config configs/default.py --workdir runs/default --split test
+  python evaluate.py ... --checkpoint latest        # or an epoch number
+"""
+
+import json
+
+from absl import app, flags
+from ml_collections import config_flags
+
+from fame_jax.training import evaluate_workdir
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (configs/*.py).", lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Run directory written by train.py.")
+_SPLIT = flags.DEFINE_enum("split", "test", ["valid", "test"], "Which split to rank.")
+_CHECKPOINT = flags.DEFINE_string("checkpoint", "best", "'best', 'latest' or an epoch number.")
+_EXPORT = flags.DEFINE_string("export", None, "Also export arrays and plots to this directory.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv):
+  del argv
+  metrics = evaluate_workdir(_CONFIG.value, _WORKDIR.value, _SPLIT.value, _CHECKPOINT.value)
+  print(json.dumps(metrics, sort_keys=True))
+  if _EXPORT.value:
+    from fame_jax import export
+    export.export_run(_CONFIG.value, _WORKDIR.value, _EXPORT.value)
+
+
+if __name__ == "__main__":
+  app.run(main)

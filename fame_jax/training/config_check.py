@@ -1,0 +1,67 @@
+"""Config validation before anything is built (STYLE 2), and config diffs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ml_collections
+
+_CHOICES = {
+    "model.facet_item_proj": ("linear", "slice"),
+    "model.facet_proj_init": ("normal", "selector"),
+    "model.moe_residual": ("slice", "key_proj"),
+    "model.gate": ("learned", "uniform"),
+    "train.examples": ("all_positions", "prefix_last"),
+    "train.loss_impl": ("dense", "chunked"),
+}
+
+
+def _get(config: ml_collections.ConfigDict, dotted: str) -> Any:
+  node = config
+  for part in dotted.split("."):
+    node = node[part]
+  return node
+
+
+def validate_config(config: ml_collections.ConfigDict) -> None:
+  """Raises ``ValueError`` naming the field for any invalid setting."""
+  errors = []
+  for key, allowed in _CHOICES.items():
+    value = _get(config, key)
+    if value not in allowed:
+      errors.append(f"config.{key}={value!r}: must be one of {allowed}")
+  m = config.model
+  if m.hidden_size % m.num_heads:
+    errors.append(f"config.model.hidden_size={m.hidden_size} must be divisible by "
+                  f"config.model.num_heads={m.num_heads}")
+  for key in ("model.hidden_size", "model.num_layers", "model.num_heads", "model.num_experts",
+              "train.batch_size", "train.max_epochs", "train.eval_every_epochs", "data.max_len",
+              "eval.batch_size"):
+    if _get(config, key) < 1:
+      errors.append(f"config.{key}={_get(config, key)} must be >= 1")
+  if not 0.0 <= m.dropout < 1.0:
+    errors.append(f"config.model.dropout={m.dropout} must be in [0, 1)")
+  if config.train.learning_rate <= 0:
+    errors.append(f"config.train.learning_rate={config.train.learning_rate} must be > 0")
+  if config.init.freeze_item_emb and not (config.init.item_embeddings_from or config.pretrain.enabled):
+    errors.append("config.init.freeze_item_emb=True needs pre-trained item embeddings "
+                  "(config.init.item_embeddings_from or config.pretrain.enabled)")
+  if errors:
+    raise ValueError("invalid config:\n  " + "\n  ".join(errors))
+
+
+def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+  if isinstance(d, dict):
+    out = {}
+    for k, v in d.items():
+      out.update(_flatten(v, f"{prefix}{k}."))
+    return out
+  return {prefix[:-1]: d}
+
+
+def config_differences(a: dict, b: dict) -> list[tuple[str, Any, Any]]:
+  """``(dotted_key, a_value, b_value)`` for every differing leaf."""
+  fa, fb = _flatten(a), _flatten(b)
+  keys = sorted(set(fa) | set(fb))
+  norm = lambda v: list(v) if isinstance(v, tuple) else v
+  return [(k, fa.get(k), fb.get(k)) for k in keys if norm(fa.get(k)) != norm(fb.get(k))]

@@ -1,0 +1,346 @@
+"""``train_and_evaluate``: the one training entry point behind ``train.py``.
+
+An epoch = one pass over the training examples in an order fixed by
+``(seed, epoch)``; validation every ``eval_every_epochs``; early stopping on
+validation NDCG@10 after ``patience_evals`` evaluations without a new best;
+then the best checkpoint is evaluated on validation and test.
+
+Workdir contents: ``config.json`` (resolved config), ``metrics.jsonl`` (one
+line per epoch), ``checkpoints/{latest,best}`` (Orbax), ``results.json`` and
+``training_curves.png``. Re-running on an interrupted workdir resumes from the
+latest checkpoint and replays exactly what an uninterrupted run would have
+done; a finished workdir (``results.json`` present) is not retrained.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from tqdm.auto import tqdm
+
+from fame_jax import evaluation, parallel
+from fame_jax.data import batching
+from fame_jax.data.split import Split, leave_one_out
+from fame_jax.models import count_params
+from fame_jax.training import checkpoints as ckpt_lib
+from fame_jax.training import state as state_lib
+from fame_jax.training import steps as steps_lib
+from fame_jax.training.config_check import config_differences, validate_config
+
+# Config fields that may differ when resuming (they do not change the result
+# of the epochs already run).
+_RESUMABLE_DIFFS = ("train.max_epochs", "train.patience_evals", "train.log_every_steps",
+                    "eval.batch_size", "data.path", "data.item_text_path", "data.attributes_path",
+                    "data.attribute_names_path", "data.metadata_path", "data.tfds_data_dir",
+                    "train.progress")
+
+
+def _log(msg: str) -> None:
+  tqdm.write(msg)
+
+
+def load_data(config: ml_collections.ConfigDict):
+  """Loads the dataset of ``config.data`` and its leave-one-out split."""
+  from fame_jax.data import load_dataset  # Heavy readers only when needed.
+  dataset = load_dataset(config.data)
+  split = leave_one_out(dataset.sequences)
+  return dataset, split
+
+
+def model_variant(model_cfg: ml_collections.ConfigDict) -> str:
+  """Names the model variant written next to every result (TRAPS 9)."""
+  if model_cfg.num_experts == 1 and not model_cfg.facet_heads and not model_cfg.moe_all_layers:
+    return "SASRec (post-LN RecBole-style, GELU FFN, full-softmax CE)"
+  return (f"FAME (H={model_cfg.num_heads}, E={model_cfg.num_experts}, facet_heads={model_cfg.facet_heads}, "
+          f"gate={model_cfg.gate}, facet_item_proj={model_cfg.facet_item_proj})")
+
+
+def _evaluate_split(model, params, config, split: Split, which: str, num_items: int,
+                    progress: bool) -> dict[str, float]:
+  histories, targets = split.eval_examples(which)
+  score_fn = steps_lib.make_score_fn(model, params, config.train.examples, config.data.max_len)
+  metrics = evaluation.evaluate(
+      score_fn, histories, targets, num_items, batch_size=config.eval.batch_size,
+      mask_history=config.eval.mask_history, ks=tuple(config.eval.ks),
+      max_len=config.data.max_len, progress=progress)
+  return {f"{which}/{k}": float(v) for k, v in metrics.items()}
+
+
+def _read_metrics(path: str, upto_epoch: int) -> list[dict]:
+  if not os.path.exists(path):
+    return []
+  with open(path) as f:
+    rows = [json.loads(line) for line in f if line.strip()]
+  return [r for r in rows if r["epoch"] <= upto_epoch]
+
+
+def _write_metrics(path: str, rows: list[dict]) -> None:
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    for r in rows:
+      f.write(json.dumps(r) + "\n")
+  os.replace(tmp, path)
+
+
+def _prepare_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
+  """Writes ``config.json``, or checks the stored one still matches."""
+  os.makedirs(workdir, exist_ok=True)
+  path = os.path.join(workdir, "config.json")
+  resolved = json.loads(config.to_json_best_effort())
+  if os.path.exists(path):
+    with open(path) as f:
+      stored = json.load(f)
+    diffs = [d for d in config_differences(stored, resolved) if d[0] not in _RESUMABLE_DIFFS]
+    if diffs:
+      lines = "\n".join(f"  {k}: workdir has {a!r}, command has {b!r}" for k, a, b in diffs[:20])
+      raise ValueError(f"workdir {workdir} was made with a different config; use a new --workdir "
+                       f"or the same config. Differences:\n{lines}")
+  with open(path, "w") as f:
+    json.dump(resolved, f, indent=2, sort_keys=True)
+
+
+def _initial_params(config, model, num_items, rng, dataset, workdir):
+  """Fresh params, or the pre-training hand-off when configured."""
+  params = state_lib.init_params(model, config, rng)
+  source = config.init.item_embeddings_from
+  if config.pretrain.enabled and not source:
+    from fame_jax.pretraining import pretrain
+    pretrain.run_pretraining(config, dataset, workdir)
+    source = workdir
+  if source:
+    from fame_jax.pretraining import handoff
+    params = handoff.apply_pretrained_item_embeddings(params, source, config.model)
+  return params
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+  """Trains (or resumes) a model, then evaluates its best checkpoint.
+
+  Args:
+    config: the full config (see ``configs/base.py``).
+    workdir: run directory; created if missing.
+
+  Returns:
+    The contents of ``results.json``.
+  """
+  validate_config(config)
+  workdir = os.path.abspath(workdir)
+  results_path = os.path.join(workdir, "results.json")
+  if os.path.exists(results_path):
+    with open(results_path) as f:
+      results = json.load(f)
+    _log(f"{workdir} already holds a finished run (results.json); not retraining. "
+         "Use a new --workdir to train again.")
+    return results
+  _prepare_workdir(config, workdir)
+  progress = bool(config.train.get("progress", True))
+
+  dataset, split = load_data(config)
+  num_items = dataset.num_items
+  mesh = parallel.make_mesh()
+  n_dev = mesh.devices.size
+  batcher = batching.make_batcher(
+      split.train, examples=config.train.examples, max_len=config.data.max_len,
+      batch_size=config.train.batch_size, packing=config.train.packing, row_multiple=n_dev)
+  parallel.check_divisible(batcher.rows_per_batch, mesh, "rows per batch")
+
+  rng = jax.random.key(config.train.seed)
+  init_rng, step_rng = jax.random.split(rng)
+  model, state = state_lib.create_train_state(config, num_items, init_rng, params=None)
+  ckpts = ckpt_lib.Checkpoints(os.path.join(workdir, "checkpoints"), config.train.keep_checkpoints)
+  state = jax.device_put(state, parallel.replicated(mesh))
+
+  metrics_path = os.path.join(workdir, "metrics.jsonl")
+  tracker = {"best_ndcg10": -1.0, "best_epoch": 0, "evals_since_best": 0, "train_seconds": 0.0}
+  start_epoch = 1
+  if ckpts.latest_epoch() is not None:
+    state, meta = ckpts.restore_latest(ckpt_lib.abstract_like(state))
+    tracker = meta["tracker"]
+    start_epoch = meta["epoch"] + 1
+    _write_metrics(metrics_path, _read_metrics(metrics_path, meta["epoch"]))
+    _log(f"resuming {workdir} after epoch {meta['epoch']} (step {int(state.step)})")
+  else:
+    params = _initial_params(config, model, num_items, init_rng, dataset, workdir)
+    model, state = state_lib.create_train_state(config, num_items, init_rng, params=params)
+    state = jax.device_put(state, parallel.replicated(mesh))
+    _write_metrics(metrics_path, [])
+
+  train_step = steps_lib.make_train_step(model, config, mesh)
+  rows = _read_metrics(metrics_path, start_epoch - 1)
+  _log(f"{dataset.name}: {dataset.num_users} users, {num_items} items; {model_variant(config.model)}; "
+       f"{count_params(state.params):,} params; {n_dev} device(s) {jax.devices()[0].platform}; "
+       f"{batcher.num_targets:,} training targets/epoch; rows/batch {batcher.rows_per_batch}")
+
+  stopped_early = tracker["evals_since_best"] >= config.train.patience_evals
+  epoch_bar = tqdm(range(start_epoch, config.train.max_epochs + 1), desc="epochs",
+                   initial=start_epoch - 1, total=config.train.max_epochs, disable=not progress)
+  for epoch in epoch_bar:
+    if stopped_early:
+      break
+    t0 = time.time()
+    batches = batcher.epoch(config.train.seed, epoch)
+    step_losses = []
+    for batch in tqdm(batches, desc=f"epoch {epoch}", leave=False, disable=not progress):
+      state, m = train_step(state, parallel.put_batch(batch, mesh), step_rng)
+      step_losses.append(m)
+    loss_sums = np.asarray([float(m["loss_sum"]) for m in step_losses])
+    weight_sums = np.asarray([float(m["weight_sum"]) for m in step_losses])
+    first_step = int(state.step) - len(step_losses)
+    bad = np.flatnonzero(~np.isfinite(loss_sums))
+    if len(bad):
+      ckpts.wait()
+      raise FloatingPointError(
+          f"non-finite training loss at step {first_step + int(bad[0])} (epoch {epoch}); "
+          f"stopping. The last good checkpoint (epoch {ckpts.latest_epoch()}) is kept in "
+          f"{ckpts.directory}/latest")
+    train_seconds = time.time() - t0
+    tracker["train_seconds"] += train_seconds
+    row = {"epoch": epoch, "step": int(state.step), "loss": float(loss_sums.sum() / weight_sums.sum()),
+           "train_seconds": train_seconds}
+    if epoch % config.train.eval_every_epochs == 0 or epoch == config.train.max_epochs:
+      t1 = time.time()
+      valid = _evaluate_split(model, state.params, config, split, "valid", num_items, progress=False)
+      row.update(valid)
+      row["eval_seconds"] = time.time() - t1
+      if valid["valid/NDCG@10"] > tracker["best_ndcg10"]:
+        tracker.update(best_ndcg10=valid["valid/NDCG@10"], best_epoch=epoch, evals_since_best=0)
+        ckpts.save_best(epoch, state.params, {"epoch": epoch, **valid})
+      else:
+        tracker["evals_since_best"] += 1
+      stopped_early = tracker["evals_since_best"] >= config.train.patience_evals
+    rows.append(row)
+    _write_metrics(metrics_path, rows)
+    ckpts.save_latest(epoch, state, {"epoch": epoch, "tracker": tracker, "seed": config.train.seed})
+    epoch_bar.set_postfix(loss=f"{row['loss']:.4f}", ndcg10=f"{row.get('valid/NDCG@10', float('nan')):.4f}",
+                          best=tracker["best_epoch"])
+    _log(f"epoch {epoch}: loss {row['loss']:.4f}, {train_seconds:.1f}s"
+         + (f", valid NDCG@10 {row['valid/NDCG@10']:.4f} HR@10 {row['valid/HR@10']:.4f}"
+            if "valid/NDCG@10" in row else ""))
+  epoch_bar.close()
+  ckpts.wait()
+
+  results = _final_results(config, model, state, ckpts, split, num_items, tracker, rows, progress)
+  with open(results_path, "w") as f:
+    json.dump(results, f, indent=2, sort_keys=True)
+  _plot_curves(rows, os.path.join(workdir, "training_curves.png"))
+  ckpts.close()
+  _log("test: " + ", ".join(f"{k}={results[k]:.4f}" for k in sorted(results) if k.startswith("test/")))
+  return results
+
+
+def _final_results(config, model, state, ckpts, split, num_items, tracker, rows, progress) -> dict:
+  """Evaluates the best checkpoint on validation and test."""
+  params, meta = ckpts.restore_best(ckpt_lib.abstract_like(state.params))
+  results: dict[str, Any] = {}
+  results.update(_evaluate_split(model, params, config, split, "valid", num_items, progress))
+  results.update(_evaluate_split(model, params, config, split, "test", num_items, progress))
+  results.update({
+      "best_epoch": int(meta["epoch"]),
+      "epochs_run": int(rows[-1]["epoch"]) if rows else 0,
+      "train_seconds": float(tracker["train_seconds"]),
+      "num_params": int(count_params(params)),
+      "model_variant": model_variant(config.model),
+      "dataset": config.data.name,
+      "seed": int(config.train.seed),
+      "protocol": {
+          "ranking": "full (all items), pessimistic ties, pad never ranked",
+          "mask_history": bool(config.eval.mask_history),
+          "loss": f"full-softmax cross-entropy ({config.train.loss_impl})",
+          "examples": config.train.examples,
+          "split": "leave-one-out (last = test, second-to-last = valid)",
+          "model_selection": "best validation NDCG@10",
+      },
+      "devices": f"{jax.device_count()} x {jax.devices()[0].device_kind}",
+  })
+  return results
+
+
+def _plot_curves(rows: list[dict], path: str) -> None:
+  """Training loss and validation NDCG@10 / HR@10 per epoch, as a PNG."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  if not rows:
+    return
+  fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.2))
+  a.plot([r["epoch"] for r in rows], [r["loss"] for r in rows], marker=".")
+  a.set_xlabel("epoch")
+  a.set_ylabel("train loss (CE)")
+  ev = [r for r in rows if "valid/NDCG@10" in r]
+  b.plot([r["epoch"] for r in ev], [r["valid/NDCG@10"] for r in ev], marker=".", label="valid NDCG@10")
+  b.plot([r["epoch"] for r in ev], [r["valid/HR@10"] for r in ev], marker=".", label="valid HR@10")
+  b.set_xlabel("epoch")
+  b.legend()
+  fig.tight_layout()
+  fig.savefig(path, dpi=90)
+  plt.close(fig)
+
+
+def evaluate_workdir(config: ml_collections.ConfigDict, workdir: str, split_name: str = "test",
+                     checkpoint: str = "best") -> dict[str, float]:
+  """Evaluates a trained workdir's checkpoint (``best``, ``latest`` or an epoch).
+
+  Raises:
+    ValueError: if the checkpoint's shapes do not fit the config (e.g. a
+      different item count or hidden size).
+  """
+  validate_config(config)
+  workdir = os.path.abspath(workdir)
+  dataset, split = load_data(config)
+  model, state = state_lib.create_train_state(config, dataset.num_items, jax.random.key(0))
+  ckpts = ckpt_lib.Checkpoints(os.path.join(workdir, "checkpoints"))
+  try:
+    if checkpoint == "latest":
+      if ckpts.latest_epoch() is None:
+        raise FileNotFoundError(f"no checkpoint under {ckpts.directory}/latest")
+      _check_fits(ckpts.latest, ckpts.latest_epoch(), "state", state, config, dataset.num_items)
+      state, _ = ckpts.restore_latest(ckpt_lib.abstract_like(state))
+      params = state.params
+    else:
+      epoch = None if checkpoint == "best" else int(checkpoint)
+      step = ckpts.best_epoch() if epoch is None else epoch
+      if step is None:
+        raise FileNotFoundError(f"no best checkpoint under {ckpts.directory}/best: train first")
+      _check_fits(ckpts.best, step, "params", state.params, config, dataset.num_items)
+      params, _ = ckpts.restore_best(ckpt_lib.abstract_like(state.params), epoch)
+  finally:
+    ckpts.close()
+  return _evaluate_split(model, params, config, split, split_name, dataset.num_items, progress=True)
+
+
+def _check_fits(manager, step, item, target, config, num_items) -> None:
+  """Compares stored array shapes with the config's before restoring."""
+  import orbax.checkpoint as ocp
+  meta = manager.item_metadata(step)
+  stored = meta[item] if isinstance(meta, dict) or hasattr(meta, "__getitem__") else None
+  if stored is None:
+    return
+  flat_target = {jax.tree_util.keystr(k): v.shape for k, v in
+                 jax.tree_util.tree_flatten_with_path(target)[0] if hasattr(v, "shape")}
+  flat_stored = {}
+  for k, v in jax.tree_util.tree_flatten_with_path(
+      stored, is_leaf=lambda x: hasattr(x, "shape") and not isinstance(x, dict))[0]:
+    if hasattr(v, "shape"):
+      flat_stored[jax.tree_util.keystr(k)] = tuple(v.shape)
+  problems = []
+  for k, shape in flat_target.items():
+    if k in flat_stored and tuple(flat_stored[k]) != tuple(shape):
+      problems.append(f"{k}: checkpoint {tuple(flat_stored[k])} vs config {tuple(shape)}")
+  missing = sorted(set(flat_target) - set(flat_stored))
+  extra = sorted(set(flat_stored) - set(flat_target))
+  if problems or missing or extra:
+    msg = [f"checkpoint {manager.directory}/{step} does not fit this config "
+           f"({num_items} items, hidden_size {config.model.hidden_size}, "
+           f"heads {config.model.num_heads}, experts {config.model.num_experts}):"]
+    msg += [f"  shape {p}" for p in problems[:10]]
+    msg += [f"  missing in checkpoint: {m}" for m in missing[:10]]
+    msg += [f"  not in this config's model: {m}" for m in extra[:10]]
+    raise ValueError("\n".join(msg))

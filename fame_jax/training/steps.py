@@ -1,0 +1,82 @@
+"""Pure, jitted train and scoring steps over a data-parallel mesh.
+
+``train_step(state, batch, rng) -> (state, metrics)`` is compiled once per
+batch shape, donates the state, and draws dropout from ``fold_in(rng, step)``
+so the randomness of step ``s`` is the same however the run was interrupted.
+Metrics are sums and counts; the host divides at log time.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+from jax.sharding import Mesh
+
+from fame_jax import losses, parallel
+from fame_jax.models import FAME, score_items
+
+
+def make_train_step(model: FAME, config: ml_collections.ConfigDict, mesh: Mesh) -> Callable:
+  """Returns the jitted ``train_step(state, batch, rng) -> (state, metrics)``.
+
+  The loss is full-softmax cross-entropy over all items at every position with
+  ``weights > 0`` (SPEC section 4): the mean over real targets in the global
+  batch. ``metrics`` holds ``loss_sum`` and ``weight_sum``.
+  """
+  ce = losses.get_loss_fn(config.train.loss_impl, config.train.loss_chunk_items)
+
+  def loss_fn(params, batch, dropout_rng):
+    u, _ = model.apply({"params": params}, batch["items"], batch["positions"], batch["segments"],
+                       train=True, rngs={"dropout": dropout_rng})
+    d = u.shape[-1]
+    loss_sum, weight_sum = ce(u.reshape(-1, d), params["item_emb"]["embedding"],
+                              batch["targets"].reshape(-1), batch["weights"].reshape(-1))
+    return loss_sum / jnp.maximum(weight_sum, 1.0), (loss_sum, weight_sum)
+
+  def train_step(state, batch, rng):
+    dropout_rng = jax.random.fold_in(rng, state.step)
+    grads, (loss_sum, weight_sum) = jax.grad(loss_fn, has_aux=True)(state.params, batch, dropout_rng)
+    state = state.apply_gradients(grads=grads)
+    return state, {"loss_sum": loss_sum, "weight_sum": weight_sum}
+
+  rep = parallel.replicated(mesh)
+  return jax.jit(train_step,
+                 in_shardings=(rep, parallel.batch_sharded(mesh), rep),
+                 out_shardings=(rep, rep),
+                 donate_argnums=(0,))
+
+
+def make_score_fn(model: FAME, params: Any, examples: str, max_len: int) -> Callable:
+  """Scores for evaluation users from right-padded inputs.
+
+  Returns ``score_fn(inputs [B, L] int32, lengths [B] int32) -> [B, N + 1]``:
+  the model's scores at each user's last real position. ``prefix_last``
+  models were trained on left-padded rows with positions counted from the
+  end, so the inputs are shifted right by ``L - length`` first.
+  """
+  left_pad = examples == "prefix_last"
+
+  @jax.jit
+  def user_vectors(params, inputs, lengths):
+    b, l = inputs.shape
+    col = jnp.arange(l)[None, :]
+    if left_pad:
+      src = col - (l - lengths[:, None])  # column j holds inputs[j - (L - n)]
+      items = jnp.where(src >= 0, jnp.take_along_axis(inputs, jnp.clip(src, 0, l - 1), axis=1), 0)
+      last = jnp.full((b,), l - 1)
+    else:
+      items = inputs
+      last = jnp.maximum(lengths - 1, 0)
+    segments = (items > 0).astype(jnp.int32)
+    positions = jnp.broadcast_to(col, (b, l)).astype(jnp.int32)
+    u, _ = model.apply({"params": params}, items, positions, segments, train=False)
+    u_last = jnp.take_along_axis(u, last[:, None, None], axis=1)[:, 0]
+    return score_items(u_last, params["item_emb"]["embedding"])
+
+  def score_fn(inputs, lengths):
+    return user_vectors(params, jnp.asarray(inputs, jnp.int32), jnp.asarray(lengths, jnp.int32))
+
+  return score_fn

@@ -1,0 +1,26 @@
+"""Trains FAME (or SASRec / an ablation) with one command.
+
+  python train.py --config configs/default.py --workdir runs/default
+  python train.py --config configs/beauty.py --workdir runs/beauty \
+      --config.model.num_experts=1 --config.model.facet_heads=False   # SASRec
+
+Re-running the same command on an interrupted workdir resumes it.
+"""
+
+from absl import app, flags
+from ml_collections import config_flags
+
+from fame_jax.training import train_and_evaluate
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (configs/*.py).", lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (checkpoints, metrics, results).")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv):
+  del argv
+  train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+
+
+if __name__ == "__main__":
+  app.run(main)
