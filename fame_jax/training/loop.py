@@ -40,7 +40,7 @@ from fame_jax.training.config_check import config_differences, validate_config
 _RESUMABLE_DIFFS = ("train.max_epochs", "train.patience_evals", "train.log_every_steps",
                     "eval.batch_size", "data.path", "data.item_text_path", "data.attributes_path",
                     "data.attribute_names_path", "data.metadata_path", "data.tfds_data_dir",
-                    "train.progress")
+                    "train.progress", "train.stop_after_epoch")
 
 
 def _log(msg: str) -> None:
@@ -224,6 +224,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     _log(f"epoch {epoch}: loss {row['loss']:.4f}, {train_seconds:.1f}s"
          + (f", valid NDCG@10 {row['valid/NDCG@10']:.4f} HR@10 {row['valid/HR@10']:.4f}"
             if "valid/NDCG@10" in row else ""))
+    if epoch == config.train.stop_after_epoch and not stopped_early and epoch < config.train.max_epochs:
+      epoch_bar.close()
+      ckpts.close()
+      _log(f"stopped after epoch {epoch} (train.stop_after_epoch); run the same command to resume")
+      return {"stopped_after_epoch": epoch}
   epoch_bar.close()
   ckpts.wait()
 

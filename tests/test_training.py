@@ -1,0 +1,233 @@
+"""Training loop: learns, resumes exactly, compiles once, packs exactly, 1 == 8 devices."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs import tiny
+from fame_jax import evaluation, losses, parallel
+from fame_jax.data import batching
+from fame_jax.training import loop, state as state_lib, steps as steps_lib
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _config(**overrides):
+  c = tiny.get_config()
+  for dotted, v in overrides.items():
+    node = c
+    *parents, leaf = dotted.split(".")
+    for p in parents:
+      node = node[p]
+    node[leaf] = v
+  return c
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+  """One uninterrupted tiny run shared by several tests."""
+  workdir = str(tmp_path_factory.mktemp("tiny_run"))
+  config = _config(**{"train.max_epochs": 5})
+  results = loop.train_and_evaluate(config, workdir)
+  return config, workdir, results
+
+
+def _metrics_rows(workdir):
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    return [json.loads(l) for l in f]
+
+
+def test_tiny_run_learns_and_beats_popularity(tiny_run):
+  config, workdir, results = tiny_run
+  rows = _metrics_rows(workdir)
+  assert [r["epoch"] for r in rows] == [1, 2, 3, 4, 5]
+  assert rows[-1]["loss"] < rows[0]["loss"] - 0.1
+  for name in ("results.json", "config.json", "training_curves.png"):
+    assert os.path.exists(os.path.join(workdir, name)), name
+  for k in (5, 10, 20):
+    assert f"test/HR@{k}" in results and f"valid/NDCG@{k}" in results
+  assert results["protocol"]["mask_history"] is True
+  # Popularity ranking on the same split and protocol.
+  dataset, split = loop.load_data(config)
+  pop = evaluation.popularity_scores(split.train, dataset.num_items)
+  histories, targets = split.eval_examples("test")
+  pop_metrics = evaluation.evaluate(
+      lambda inputs, lengths: np.tile(pop, (len(inputs), 1)), histories, targets, dataset.num_items,
+      batch_size=64, max_len=config.data.max_len)
+  assert results["test/HR@10"] > 1.5 * pop_metrics["HR@10"], (results["test/HR@10"], pop_metrics)
+
+
+def test_finished_workdir_is_not_retrained(tiny_run):
+  config, workdir, results = tiny_run
+  mtime = os.path.getmtime(os.path.join(workdir, "metrics.jsonl"))
+  again = loop.train_and_evaluate(config, workdir)
+  assert again == results
+  assert os.path.getmtime(os.path.join(workdir, "metrics.jsonl")) == mtime
+
+
+def test_resume_equals_uninterrupted(tiny_run, tmp_path):
+  config, workdir, results = tiny_run
+  resumed_dir = str(tmp_path / "resumed")
+  first = loop.train_and_evaluate(_config(**{"train.max_epochs": 5, "train.stop_after_epoch": 2}),
+                                  resumed_dir)
+  assert first == {"stopped_after_epoch": 2}
+  assert not os.path.exists(os.path.join(resumed_dir, "results.json"))
+  resumed = loop.train_and_evaluate(config, resumed_dir)
+  a, b = _metrics_rows(workdir), _metrics_rows(resumed_dir)
+  assert [r["epoch"] for r in b] == [1, 2, 3, 4, 5]
+  for ra, rb in zip(a, b):
+    assert abs(ra["loss"] - rb["loss"]) <= 1e-6, (ra, rb)
+    assert abs(ra["valid/NDCG@10"] - rb["valid/NDCG@10"]) <= 1e-6
+  for k, v in results.items():
+    if k.startswith(("valid/", "test/")):
+      assert abs(v - resumed[k]) <= 1e-6, k
+
+
+def test_resume_with_a_different_config_is_refused(tiny_run):
+  _, workdir, _ = tiny_run
+  os.rename(os.path.join(workdir, "results.json"), os.path.join(workdir, "results.json.bak"))
+  try:
+    with pytest.raises(ValueError, match="model.hidden_size"):
+      loop.train_and_evaluate(_config(**{"train.max_epochs": 5, "model.hidden_size": 32}), workdir)
+  finally:
+    os.rename(os.path.join(workdir, "results.json.bak"), os.path.join(workdir, "results.json"))
+
+
+def test_evaluate_reproduces_results_and_rejects_mismatched_config(tiny_run):
+  config, workdir, results = tiny_run
+  test = loop.evaluate_workdir(config, workdir, "test")
+  for k, v in test.items():
+    assert v == pytest.approx(results[k], abs=1e-7), k
+  with pytest.raises(ValueError, match="does not fit"):
+    loop.evaluate_workdir(_config(**{"model.hidden_size": 32}), workdir, "test")
+
+
+def test_evaluate_cli_prints_the_same_metrics(tiny_run):
+  config, workdir, results = tiny_run
+  out = subprocess.run(
+      [sys.executable, "evaluate.py", "--config", "configs/tiny.py", "--workdir", workdir,
+       "--split", "valid", "--config.train.max_epochs=5"],
+      cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert out.returncode == 0, out.stderr[-3000:]
+  printed = json.loads(out.stdout.strip().splitlines()[-1])
+  assert printed["valid/NDCG@10"] == pytest.approx(results["valid/NDCG@10"], abs=1e-7)
+
+
+def test_nan_loss_stops_with_step_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
+  real = steps_lib.make_train_step
+
+  def poisoned(model, config, mesh):
+    step = real(model, config, mesh)
+
+    def wrapped(state, batch, rng):
+      state, m = step(state, batch, rng)
+      bad = jnp.where(state.step > 12, jnp.nan, 0.0)
+      return state, {**m, "loss_sum": m["loss_sum"] + bad}
+    return wrapped
+
+  monkeypatch.setattr(steps_lib, "make_train_step", poisoned)
+  workdir = str(tmp_path / "nan")
+  with pytest.raises(FloatingPointError, match=r"step 12 .*epoch"):
+    loop.train_and_evaluate(_config(**{"train.max_epochs": 5}), workdir)
+  ck = os.listdir(os.path.join(workdir, "checkpoints", "latest"))
+  assert ck, "last good checkpoint must stay"
+
+
+def _model_state_batches(config):
+  dataset, split = loop.load_data(config)
+  mesh = parallel.make_mesh()
+  model, state = state_lib.create_train_state(config, dataset.num_items, jax.random.key(0))
+  return dataset, split, mesh, model, state
+
+
+def test_train_step_compiles_once_per_epoch():
+  config = _config()
+  dataset, split, mesh, model, state = _model_state_batches(config)
+  batcher = batching.make_batcher(split.train, examples="all_positions", max_len=config.data.max_len,
+                                  batch_size=config.train.batch_size, packing=True)
+  step = steps_lib.make_train_step(model, config, mesh)
+  for epoch in (1, 2):
+    for b in batcher.epoch(0, epoch):
+      state, _ = step(state, parallel.put_batch(b, mesh), jax.random.key(1))
+  assert step._cache_size() == 1
+
+
+def test_packed_loss_equals_unpacked_loss():
+  config = _config()
+  dataset, split, mesh, model, state = _model_state_batches(config)
+  L = config.data.max_len
+  packed = batching.make_batcher(split.train, examples="all_positions", max_len=L, batch_size=32,
+                                 packing=True)
+  batch = packed.epoch(0, 1)[0]
+  assert (batch["segments"].max(axis=1) >= 2).any(), "the batch must really be packed"
+  # The same examples, one per row.
+  rows = []
+  for r in range(batch["items"].shape[0]):
+    for s in np.unique(batch["segments"][r]):
+      if s:
+        m = batch["segments"][r] == s
+        rows.append((batch["items"][r][m], batch["targets"][r][m]))
+  unpacked = {k: np.zeros((len(rows), L), np.int32) for k in ("items", "positions", "segments", "targets")}
+  unpacked["weights"] = np.zeros((len(rows), L), np.float32)
+  for i, (x, y) in enumerate(rows):
+    n = len(x)
+    unpacked["items"][i, :n], unpacked["targets"][i, :n] = x, y
+    unpacked["positions"][i, :n], unpacked["segments"][i, :n], unpacked["weights"][i, :n] = np.arange(n), 1, 1
+
+  ce = losses.get_loss_fn("dense", 0)
+
+  def loss(b):
+    u, _ = model.apply({"params": state.params}, b["items"], b["positions"], b["segments"], train=False)
+    s, w = ce(u.reshape(-1, u.shape[-1]), state.params["item_emb"]["embedding"],
+              jnp.asarray(b["targets"]).reshape(-1), jnp.asarray(b["weights"]).reshape(-1))
+    return float(s / w), float(w)
+
+  (lp, wp), (lu, wu) = loss(batch), loss(unpacked)
+  assert wp == wu
+  assert abs(lp - lu) < 1e-5, (lp, lu)
+
+
+_DEVICES_SCRIPT = textwrap.dedent("""
+    import json, sys
+    import jax
+    sys.path.insert(0, {repo!r})
+    from configs import tiny
+    from fame_jax import parallel
+    from fame_jax.data import batching
+    from fame_jax.training import loop, state as state_lib, steps as steps_lib
+    config = tiny.get_config()
+    dataset, split = loop.load_data(config)
+    mesh = parallel.make_mesh()
+    model, state = state_lib.create_train_state(config, dataset.num_items, jax.random.key(0))
+    state = jax.device_put(state, parallel.replicated(mesh))
+    batcher = batching.make_batcher(split.train, examples="all_positions", max_len=config.data.max_len,
+                                    batch_size=config.train.batch_size, packing=True, row_multiple=8)
+    step = steps_lib.make_train_step(model, config, mesh)
+    out = []
+    for b in batcher.epoch(0, 1)[:4]:
+      state, m = step(state, parallel.put_batch(b, mesh), jax.random.key(3))
+      out.append(float(m["loss_sum"] / m["weight_sum"]))
+    print(json.dumps({{"devices": jax.device_count(), "losses": out}}))
+""")
+
+
+def _run_devices(n):
+  env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={n}",
+         "JAX_PLATFORMS": "cpu"}
+  out = subprocess.run([sys.executable, "-c", _DEVICES_SCRIPT.format(repo=REPO)], env=env,
+                       capture_output=True, text=True, timeout=300, cwd=REPO)
+  assert out.returncode == 0, out.stderr[-3000:]
+  return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_one_device_equals_eight_devices():
+  one, eight = _run_devices(1), _run_devices(8)
+  assert one["devices"] == 1 and eight["devices"] == 8
+  np.testing.assert_allclose(one["losses"], eight["losses"], atol=1e-5, rtol=0)
