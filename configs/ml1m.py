@@ -19,6 +19,7 @@ def get_config():
   c.data.item_text_path = f"{_ROOT}/ml-1m_item_text.jsonl"  # Title, year, genres.
   c.data.item_text_id_field = "item5_3416_id"  # Ids of the 3,416-item file.
   c.data.max_len = 200  # Long MovieLens histories (SASRec uses 200).
+  c.model.max_len = 200  # Position table covers the window.
   c.model.dropout = 0.2  # SPEC default for MovieLens.
   c.pretrain.facets = ("genres", "decade")  # One facet per head.
   return c

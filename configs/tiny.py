@@ -11,6 +11,7 @@ def get_config():
   c.data.format = "synthetic"
   c.data.name = "synthetic_tiny"
   c.data.max_len = 20  # Short window keeps tests fast.
+  c.model.max_len = 20  # Position table covers the window.
   c.data.synthetic.num_users = 400  # Small world.
   c.data.synthetic.num_items = 120
   c.data.synthetic.min_length = 6

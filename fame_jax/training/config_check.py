@@ -39,6 +39,9 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
               "eval.batch_size"):
     if _get(config, key) < 1:
       errors.append(f"config.{key}={_get(config, key)} must be >= 1")
+  if m.get("max_len", config.data.max_len) < config.data.max_len:
+    errors.append(f"config.model.max_len={m.max_len} must be >= config.data.max_len="
+                  f"{config.data.max_len} (rows of the position table)")
   if not 0.0 <= m.dropout < 1.0:
     errors.append(f"config.model.dropout={m.dropout} must be in [0, 1)")
   if config.train.learning_rate <= 0:
