@@ -1,0 +1,303 @@
+"""The FAME sequential recommender (SPEC sections 1-3) and its score function.
+
+``FAME`` is a SASRec-style post-LN causal transformer whose last block is the
+FAME block: per head, ``E`` query experts share keys and values, a dense
+router mixes them, a head-wise residual + FFN' keeps the ``H`` heads separate
+(no ``W_O``), and a gate mixes the heads' item scores. Because the score
+``s_t(v) = sum_h g_{t,h} <F^h_t, x_v^h>`` is linear in ``item_emb[v]``, the
+model returns one user vector ``u_t`` per position in item-embedding space and
+:func:`score_items` is a single matmul -- the one score function that training
+and evaluation share.
+
+With ``num_experts = 1`` and ``facet_heads = False`` the last block is a
+standard SASRec block and the model is exactly (RecBole) SASRec.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from fame_jax.models import layers
+
+# Rows of the position table when a (pre-``max_len``) config lacks the key.
+_DEFAULT_MAX_LEN = 50
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSettings:
+  """The model section of the config, validated and with defaults resolved.
+
+  Frozen and hashable, so modules can hold it as an attribute; see
+  ``configs/base.py`` for what each field means.
+  """
+  hidden_size: int
+  num_layers: int
+  num_heads: int
+  num_experts: int
+  ffn_inner: int
+  ffn_head_inner: int  # Resolved: never 0.
+  dropout: float
+  fame_dropout: float  # Resolved: never negative.
+  facet_heads: bool
+  facet_item_proj: str
+  facet_proj_init: str
+  moe_residual: str
+  gate: str
+  moe_all_layers: bool
+  layer_norm_eps: float
+  init_std: float
+  max_len: int
+
+  @property
+  def head_size(self) -> int:
+    """``d' = d / H``."""
+    return self.hidden_size // self.num_heads
+
+  @property
+  def trunk_experts(self) -> int:
+    """Experts of the trunk blocks' attention; 0 = standard attention.
+
+    One expert is no MoE, so ``moe_all_layers`` only changes the trunk when
+    ``E > 1``; that keeps ``E = 1`` trunks exactly SASRec.
+    """
+    return self.num_experts if self.moe_all_layers and self.num_experts > 1 else 0
+
+  @property
+  def last_block_experts(self) -> int:
+    """Experts of the last block when ``facet_heads=False``; 0 = standard."""
+    return self.num_experts if self.num_experts > 1 else 0
+
+
+def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> str:
+  if value not in allowed:
+    raise ValueError(f"model.{name} = {value!r}; expected one of {allowed}")
+  return value
+
+
+def model_settings(cfg: Any) -> ModelSettings:
+  """Validates the model config and resolves its defaults.
+
+  Args:
+    cfg: ``config.model`` (a ``ConfigDict``, possibly locked or frozen; only
+      read).
+
+  Returns:
+    The :class:`ModelSettings`.
+
+  Raises:
+    ValueError: on a value the model cannot build (``d`` not divisible by
+      ``H``, unknown choice strings, non-positive sizes).
+  """
+  d, hh, ee = int(cfg.hidden_size), int(cfg.num_heads), int(cfg.num_experts)
+  if d <= 0 or hh <= 0 or d % hh:
+    raise ValueError(f"model.hidden_size ({d}) must be a positive multiple of "
+                     f"model.num_heads ({hh})")
+  if ee < 1 or int(cfg.num_layers) < 1 or int(cfg.ffn_inner) < 1:
+    raise ValueError("model.num_experts, model.num_layers and model.ffn_inner must be >= 1, got "
+                     f"{ee}, {cfg.num_layers}, {cfg.ffn_inner}")
+  dropout = float(cfg.dropout)
+  fame_dropout = float(cfg.fame_dropout)
+  head_inner = int(cfg.ffn_head_inner)
+  return ModelSettings(
+      hidden_size=d,
+      num_layers=int(cfg.num_layers),
+      num_heads=hh,
+      num_experts=ee,
+      ffn_inner=int(cfg.ffn_inner),
+      ffn_head_inner=head_inner if head_inner > 0 else d // hh,
+      dropout=dropout,
+      fame_dropout=fame_dropout if fame_dropout >= 0 else dropout,
+      facet_heads=bool(cfg.facet_heads),
+      facet_item_proj=_choice("facet_item_proj", cfg.facet_item_proj, ("linear", "slice")),
+      facet_proj_init=_choice("facet_proj_init", cfg.facet_proj_init, ("normal", "selector")),
+      moe_residual=_choice("moe_residual", cfg.moe_residual, ("slice", "key_proj")),
+      gate=_choice("gate", cfg.gate, ("learned", "uniform")),
+      moe_all_layers=bool(cfg.moe_all_layers),
+      layer_norm_eps=float(cfg.layer_norm_eps),
+      init_std=float(cfg.init_std),
+      max_len=int(getattr(cfg, "max_len", _DEFAULT_MAX_LEN)),
+  )
+
+
+def selector_init(key: jax.Array, shape: tuple[int, ...], dtype: Any = jnp.float32) -> jax.Array:
+  """``W_f`` init whose head ``h`` picks chunk ``h``: ``W[h][h*d' + i, i] = 1``.
+
+  With it, ``linear`` facet projection starts equal to ``slice`` (SPEC 3),
+  and it is the layout the pre-training hand-off writes.
+
+  Args:
+    key: unused (deterministic init).
+    shape: ``(H, d, d')``.
+    dtype: parameter dtype.
+
+  Returns:
+    ``[H, d, d']``.
+  """
+  del key
+  hh, d, dh = shape
+  # eye(d) viewed as [d, H, d'] has [j, h, i] = 1 iff j == h * d' + i.
+  return jnp.eye(d, dtype=dtype).reshape(d, hh, dh).transpose(1, 0, 2)
+
+
+def item_embedding_init(std: float) -> nn.initializers.Initializer:
+  """N(0, std) with the pad row 0 set to zero (SPEC section 4)."""
+  base = layers.normal_init(std)
+
+  def init(key, shape, dtype=jnp.float32):
+    return base(key, shape, dtype).at[0].set(0.0)
+
+  return init
+
+
+class FameBlock(nn.Module):
+  """The FAME block (SPEC section 2) plus the gate and facet projection (3).
+
+  Params: ``attention`` (:class:`layers.MoEAttention`), ``residual_norm`` and
+  ``head_ffn_norm`` (LayerNorm over d', shared by heads), ``head_ffn`` (FFN',
+  shared by heads), ``gate`` (Linear(d, H), only with ``gate="learned"``) and
+  ``facet_proj [H, d, d']`` (``W_f^h``, only with
+  ``facet_item_proj="linear"``).
+
+  Attributes:
+    s: the model settings.
+  """
+  s: ModelSettings
+
+  @nn.compact
+  def __call__(self, x: jax.Array, mask: jax.Array, train: bool):
+    """Per-head facet representations and the user vector.
+
+    Args:
+      x: ``[B, L, d]`` block input.
+      mask: ``[B, L, L]`` bool attention mask.
+      train: enables dropout.
+
+    Returns:
+      ``(u, intermediates)``: ``u [B, L, d]`` with
+      ``u_t = sum_h g_{t,h} W_f^h F^h_t`` (or ``F^h_t`` placed in chunk ``h``
+      for ``slice``); ``intermediates`` = ``gate [B, L, H]``,
+      ``router [B, L, H, E]``, ``head_outputs [B, L, H, d']`` (the ``F^h``).
+    """
+    s = self.s
+    b, l, d = x.shape
+    hh, dh = s.num_heads, s.head_size
+    deterministic = not train
+    mixed, router, keys = layers.MoEAttention(
+        hh, s.num_experts, s.fame_dropout, s.init_std, name="attention")(x, mask, train)
+    drop = nn.Dropout(s.fame_dropout)
+    # X^h: the h-th d' slice of the input, or the shared key K^h.
+    residual = x.reshape(b, l, hh, dh) if s.moe_residual == "slice" else keys
+    # LayerNorm and FFN' act on the last (d') axis, so one set of weights
+    # serves every head.
+    r = nn.LayerNorm(s.layer_norm_eps, name="residual_norm")(
+        residual + drop(mixed, deterministic=deterministic))
+    ffn = layers.FeedForward(s.ffn_head_inner, s.init_std, name="head_ffn")(r)
+    facets = nn.LayerNorm(s.layer_norm_eps, name="head_ffn_norm")(
+        r + drop(ffn, deterministic=deterministic))  # F^h: [B, L, H, d']
+
+    if s.gate == "learned":
+      gate_logits = nn.Dense(hh, kernel_init=layers.normal_init(s.init_std), name="gate")(
+          facets.reshape(b, l, d))  # [F^1 || ... || F^H]
+      gate = jax.nn.softmax(gate_logits, axis=-1)
+    else:
+      gate = jnp.full((b, l, hh), 1.0 / hh, facets.dtype)
+
+    if s.facet_item_proj == "linear":
+      init = selector_init if s.facet_proj_init == "selector" else layers.normal_init(s.init_std)
+      w_f = self.param("facet_proj", init, (hh, d, dh))
+      # <F^h, item_emb[v] W_f^h> = <W_f^h F^h, item_emb[v]>: move the
+      # projection to the user side so scoring stays one matmul.
+      u = jnp.einsum("blh,blhk,hdk->bld", gate, facets, w_f)
+    else:
+      u = (gate[..., None] * facets).reshape(b, l, d)
+    return u, {"gate": gate, "router": router, "head_outputs": facets}
+
+
+class FAME(nn.Module):
+  """FAME (or, by config, SASRec) over item sequences.
+
+  Param tree: ``item_emb/embedding [N+1, d]``, ``pos_emb/embedding
+  [max_len, d]``, ``embed_norm``, ``block_0 .. block_{num_layers-2}``
+  (:class:`layers.TransformerBlock`) and ``fame_block`` (:class:`FameBlock`,
+  or a ``TransformerBlock`` when ``facet_heads=False``).
+
+  Attributes:
+    cfg: ``config.model`` (only read; see :func:`model_settings`).
+    num_items: ``N``; the item table has ``N + 1`` rows, row 0 the pad.
+  """
+  cfg: Any
+  num_items: int
+
+  @nn.compact
+  def __call__(self, items: jax.Array, positions: jax.Array, segments: jax.Array,
+               train: bool = False):
+    """Encodes sequences into per-position user vectors.
+
+    Args:
+      items: ``[B, L]`` int32 item ids, 0 = pad.
+      positions: ``[B, L]`` int32 rows of the position table, in
+        ``0..max_len-1``.
+      segments: ``[B, L]`` int32, 0 = pad; a token attends to tokens at an
+        earlier-or-equal row index with the same nonzero segment id (packed
+        rows hold several users as segments 1, 2, ...).
+      train: enables dropout (needs the ``"dropout"`` rng).
+
+    Returns:
+      ``(u, intermediates)``: ``u [B, L, d]`` float32 user vectors (zero at
+      pad positions), scored by :func:`score_items`; ``intermediates`` =
+      ``router [B, L, H, E]`` and ``head_outputs [B, L, H, d']`` of the last
+      block, plus ``gate [B, L, H]`` when ``facet_heads=True``.
+
+    Raises:
+      ValueError: if ``L`` exceeds ``max_len``.
+    """
+    s = model_settings(self.cfg)
+    if items.shape[-1] > s.max_len:
+      raise ValueError(f"sequence length {items.shape[-1]} exceeds model.max_len {s.max_len}")
+    d, std, eps = s.hidden_size, s.init_std, s.layer_norm_eps
+    real = (segments != 0)[..., None]
+
+    item_emb = nn.Embed(self.num_items + 1, d, embedding_init=item_embedding_init(std),
+                        name="item_emb")
+    pos_emb = nn.Embed(s.max_len, d, embedding_init=layers.normal_init(std), name="pos_emb")
+    # Pads look up row 0 whatever they hold: an out-of-range id or position
+    # would give a NaN embedding (jnp.take fills), and NaN * 0 reaches real
+    # positions through 0-weight attention terms and LayerNorm gradients.
+    pad = ~real[..., 0]
+    x = item_emb(jnp.where(pad, 0, items)) + pos_emb(jnp.where(pad, 0, positions))
+    x = nn.LayerNorm(eps, name="embed_norm")(x)
+    x = jnp.where(real, nn.Dropout(s.dropout)(x, deterministic=not train), 0.0)
+
+    mask = layers.attention_mask(segments)
+    for i in range(s.num_layers - 1):  # Layers differ in weights; heads never loop.
+      x, _ = layers.TransformerBlock(s.num_heads, s.trunk_experts, s.ffn_inner, s.dropout, eps,
+                                     std, name=f"block_{i}")(x, mask, train)
+    if s.facet_heads:
+      u, intermediates = FameBlock(s, name="fame_block")(x, mask, train)
+    else:
+      u, intermediates = layers.TransformerBlock(
+          s.num_heads, s.last_block_experts, s.ffn_inner, s.fame_dropout, eps, std,
+          name="fame_block")(x, mask, train)
+    return jnp.where(real, u, 0.0), intermediates
+
+
+def score_items(u: jax.Array, item_table: jax.Array) -> jax.Array:
+  """Scores every item for every user vector: ``u @ item_table.T``.
+
+  The one score function that training and evaluation call. The pad column
+  0 is ``-inf`` so the pad item is never a candidate (TRAPS 4).
+
+  Args:
+    u: ``[..., d]`` user vectors from :class:`FAME`.
+    item_table: ``[N+1, d]``, ``params["item_emb"]["embedding"]``.
+
+  Returns:
+    ``[..., N+1]`` float scores, column 0 ``-inf``.
+  """
+  scores = jnp.einsum("...d,nd->...n", u, item_table)
+  return scores.at[..., 0].set(-jnp.inf)
