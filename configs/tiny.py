@@ -22,8 +22,9 @@ def get_config():
   c.model.ffn_inner = 32
   c.model.dropout = 0.1
   c.train.batch_size = 64
-  c.train.learning_rate = 5e-3  # Few epochs: learn fast.
-  c.train.max_epochs = 6
+  c.train.learning_rate = 1e-2  # Few steps: learn fast.
+  c.train.max_epochs = 20  # ~7 steps an epoch.
+  c.train.eval_every_epochs = 5  # Four validations a run.
   c.train.patience_evals = 100  # Never stop early in tests.
   c.train.progress = False  # Quiet tests.
   c.eval.batch_size = 128

@@ -34,7 +34,7 @@ def _config(**overrides):
 def tiny_run(tmp_path_factory):
   """One uninterrupted tiny run shared by several tests."""
   workdir = str(tmp_path_factory.mktemp("tiny_run"))
-  config = _config(**{"train.max_epochs": 5})
+  config = _config()
   results = loop.train_and_evaluate(config, workdir)
   return config, workdir, results
 
@@ -47,8 +47,8 @@ def _metrics_rows(workdir):
 def test_tiny_run_learns_and_beats_popularity(tiny_run):
   config, workdir, results = tiny_run
   rows = _metrics_rows(workdir)
-  assert [r["epoch"] for r in rows] == [1, 2, 3, 4, 5]
-  assert rows[-1]["loss"] < rows[0]["loss"] - 0.1
+  assert [r["epoch"] for r in rows] == list(range(1, 21))
+  assert rows[-1]["loss"] < rows[0]["loss"] - 0.3
   for name in ("results.json", "config.json", "training_curves.png"):
     assert os.path.exists(os.path.join(workdir, name)), name
   for k in (5, 10, 20):
@@ -75,16 +75,15 @@ def test_finished_workdir_is_not_retrained(tiny_run):
 def test_resume_equals_uninterrupted(tiny_run, tmp_path):
   config, workdir, results = tiny_run
   resumed_dir = str(tmp_path / "resumed")
-  first = loop.train_and_evaluate(_config(**{"train.max_epochs": 5, "train.stop_after_epoch": 2}),
-                                  resumed_dir)
-  assert first == {"stopped_after_epoch": 2}
+  first = loop.train_and_evaluate(_config(**{"train.stop_after_epoch": 7}), resumed_dir)
+  assert first == {"stopped_after_epoch": 7}
   assert not os.path.exists(os.path.join(resumed_dir, "results.json"))
   resumed = loop.train_and_evaluate(config, resumed_dir)
   a, b = _metrics_rows(workdir), _metrics_rows(resumed_dir)
-  assert [r["epoch"] for r in b] == [1, 2, 3, 4, 5]
+  assert [r["epoch"] for r in b] == list(range(1, 21))
   for ra, rb in zip(a, b):
     assert abs(ra["loss"] - rb["loss"]) <= 1e-6, (ra, rb)
-    assert abs(ra["valid/NDCG@10"] - rb["valid/NDCG@10"]) <= 1e-6
+    assert abs(ra.get("valid/NDCG@10", 0) - rb.get("valid/NDCG@10", 0)) <= 1e-6
   for k, v in results.items():
     if k.startswith(("valid/", "test/")):
       assert abs(v - resumed[k]) <= 1e-6, k
@@ -95,7 +94,7 @@ def test_resume_with_a_different_config_is_refused(tiny_run):
   os.rename(os.path.join(workdir, "results.json"), os.path.join(workdir, "results.json.bak"))
   try:
     with pytest.raises(ValueError, match="model.hidden_size"):
-      loop.train_and_evaluate(_config(**{"train.max_epochs": 5, "model.hidden_size": 32}), workdir)
+      loop.train_and_evaluate(_config(**{"model.hidden_size": 32}), workdir)
   finally:
     os.rename(os.path.join(workdir, "results.json.bak"), os.path.join(workdir, "results.json"))
 
@@ -105,15 +104,17 @@ def test_evaluate_reproduces_results_and_rejects_mismatched_config(tiny_run):
   test = loop.evaluate_workdir(config, workdir, "test")
   for k, v in test.items():
     assert v == pytest.approx(results[k], abs=1e-7), k
-  with pytest.raises(ValueError, match="does not fit"):
+  with pytest.raises(ValueError, match="(?s)does not fit.*model.hidden_size"):
     loop.evaluate_workdir(_config(**{"model.hidden_size": 32}), workdir, "test")
+  with pytest.raises(ValueError, match="(?s)does not fit.*items: checkpoint has 120"):
+    loop.evaluate_workdir(_config(**{"data.synthetic.num_items": 150}), workdir, "test")
 
 
 def test_evaluate_cli_prints_the_same_metrics(tiny_run):
   config, workdir, results = tiny_run
   out = subprocess.run(
       [sys.executable, "evaluate.py", "--config", "configs/tiny.py", "--workdir", workdir,
-       "--split", "valid", "--config.train.max_epochs=5"],
+       "--split", "valid"],
       cwd=REPO, capture_output=True, text=True, timeout=300)
   assert out.returncode == 0, out.stderr[-3000:]
   printed = json.loads(out.stdout.strip().splitlines()[-1])
@@ -135,7 +136,7 @@ def test_nan_loss_stops_with_step_and_keeps_last_good_checkpoint(tmp_path, monke
   monkeypatch.setattr(steps_lib, "make_train_step", poisoned)
   workdir = str(tmp_path / "nan")
   with pytest.raises(FloatingPointError, match=r"step 12 .*epoch"):
-    loop.train_and_evaluate(_config(**{"train.max_epochs": 5}), workdir)
+    loop.train_and_evaluate(_config(**{"train.max_epochs": 3}), workdir)
   ck = os.listdir(os.path.join(workdir, "checkpoints", "latest"))
   assert ck, "last good checkpoint must stay"
 
@@ -153,6 +154,7 @@ def test_train_step_compiles_once_per_epoch():
   batcher = batching.make_batcher(split.train, examples="all_positions", max_len=config.data.max_len,
                                   batch_size=config.train.batch_size, packing=True)
   step = steps_lib.make_train_step(model, config, mesh)
+  state = jax.device_put(state, parallel.replicated(mesh))  # As the loop does.
   for epoch in (1, 2):
     for b in batcher.epoch(0, epoch):
       state, _ = step(state, parallel.put_batch(b, mesh), jax.random.key(1))

@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from fame_jax import evaluation, parallel
 from fame_jax.data import batching
 from fame_jax.data.split import Split, leave_one_out
-from fame_jax.models import count_params
+from fame_jax.models import FAME, count_params
 from fame_jax.training import checkpoints as ckpt_lib
 from fame_jax.training import state as state_lib
 from fame_jax.training import steps as steps_lib
@@ -151,6 +151,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       split.train, examples=config.train.examples, max_len=config.data.max_len,
       batch_size=config.train.batch_size, packing=config.train.packing, row_multiple=n_dev)
   parallel.check_divisible(batcher.rows_per_batch, mesh, "rows per batch")
+
+  with open(os.path.join(workdir, "data_summary.json"), "w") as f:
+    json.dump({k: v for k, v in dataset.statistics().items() if k != "preprocessing"}
+              | {"split_dropped_users": split.dropped_users}, f, indent=2)
 
   rng = jax.random.key(config.train.seed)
   init_rng, step_rng = jax.random.split(rng)
@@ -294,58 +298,71 @@ def evaluate_workdir(config: ml_collections.ConfigDict, workdir: str, split_name
   """Evaluates a trained workdir's checkpoint (``best``, ``latest`` or an epoch).
 
   Raises:
-    ValueError: if the checkpoint's shapes do not fit the config (e.g. a
-      different item count or hidden size).
+    ValueError: if the checkpoint does not fit the config (e.g. a different
+      item count, hidden size or head/expert count).
   """
   validate_config(config)
   workdir = os.path.abspath(workdir)
   dataset, split = load_data(config)
-  model, state = state_lib.create_train_state(config, dataset.num_items, jax.random.key(0))
+  params = restore_params(config, workdir, dataset.num_items, checkpoint)
+  model = FAME(cfg=config.model, num_items=dataset.num_items)
+  return _evaluate_split(model, params, config, split, split_name, dataset.num_items, progress=True)
+
+
+def restore_params(config: ml_collections.ConfigDict, workdir: str, num_items: int,
+                   checkpoint: str = "best") -> Any:
+  """Params of a workdir's ``best``/``latest``/epoch-numbered checkpoint.
+
+  The stored ``config.json`` is compared with ``config`` first, so a mismatch
+  is reported by field name rather than as an array-shape error.
+  """
+  _check_fits(config, workdir, num_items)
+  model, state = state_lib.create_train_state(config, num_items, jax.random.key(0))
   ckpts = ckpt_lib.Checkpoints(os.path.join(workdir, "checkpoints"))
   try:
     if checkpoint == "latest":
       if ckpts.latest_epoch() is None:
         raise FileNotFoundError(f"no checkpoint under {ckpts.directory}/latest")
-      _check_fits(ckpts.latest, ckpts.latest_epoch(), "state", state, config, dataset.num_items)
       state, _ = ckpts.restore_latest(ckpt_lib.abstract_like(state))
-      params = state.params
-    else:
-      epoch = None if checkpoint == "best" else int(checkpoint)
-      step = ckpts.best_epoch() if epoch is None else epoch
-      if step is None:
-        raise FileNotFoundError(f"no best checkpoint under {ckpts.directory}/best: train first")
-      _check_fits(ckpts.best, step, "params", state.params, config, dataset.num_items)
-      params, _ = ckpts.restore_best(ckpt_lib.abstract_like(state.params), epoch)
+      return state.params
+    epoch = None if checkpoint == "best" else int(checkpoint)
+    if (ckpts.best_epoch() if epoch is None else epoch) is None:
+      raise FileNotFoundError(f"no best checkpoint under {ckpts.directory}/best: train first")
+    params, _ = ckpts.restore_best(ckpt_lib.abstract_like(state.params), epoch)
+    return params
+  except (ValueError, KeyError, TypeError) as e:
+    raise ValueError(f"checkpoint in {ckpts.directory} does not fit this config "
+                     f"({num_items} items, hidden_size {config.model.hidden_size}): {e}") from e
   finally:
     ckpts.close()
-  return _evaluate_split(model, params, config, split, split_name, dataset.num_items, progress=True)
 
 
-def _check_fits(manager, step, item, target, config, num_items) -> None:
-  """Compares stored array shapes with the config's before restoring."""
-  import orbax.checkpoint as ocp
-  meta = manager.item_metadata(step)
-  stored = meta[item] if isinstance(meta, dict) or hasattr(meta, "__getitem__") else None
-  if stored is None:
-    return
-  flat_target = {jax.tree_util.keystr(k): v.shape for k, v in
-                 jax.tree_util.tree_flatten_with_path(target)[0] if hasattr(v, "shape")}
-  flat_stored = {}
-  for k, v in jax.tree_util.tree_flatten_with_path(
-      stored, is_leaf=lambda x: hasattr(x, "shape") and not isinstance(x, dict))[0]:
-    if hasattr(v, "shape"):
-      flat_stored[jax.tree_util.keystr(k)] = tuple(v.shape)
-  problems = []
-  for k, shape in flat_target.items():
-    if k in flat_stored and tuple(flat_stored[k]) != tuple(shape):
-      problems.append(f"{k}: checkpoint {tuple(flat_stored[k])} vs config {tuple(shape)}")
-  missing = sorted(set(flat_target) - set(flat_stored))
-  extra = sorted(set(flat_stored) - set(flat_target))
-  if problems or missing or extra:
-    msg = [f"checkpoint {manager.directory}/{step} does not fit this config "
-           f"({num_items} items, hidden_size {config.model.hidden_size}, "
-           f"heads {config.model.num_heads}, experts {config.model.num_experts}):"]
-    msg += [f"  shape {p}" for p in problems[:10]]
-    msg += [f"  missing in checkpoint: {m}" for m in missing[:10]]
-    msg += [f"  not in this config's model: {m}" for m in extra[:10]]
-    raise ValueError("\n".join(msg))
+# Fields that change parameter shapes or meaning; a checkpoint only fits a
+# config that agrees on all of them.
+_SHAPE_FIELDS = ("model.hidden_size", "model.num_layers", "model.num_heads", "model.num_experts",
+                 "model.ffn_inner", "model.ffn_head_inner", "model.facet_heads", "model.facet_item_proj",
+                 "model.moe_residual", "model.gate", "model.moe_all_layers", "model.max_len")
+
+
+def _check_fits(config: ml_collections.ConfigDict, workdir: str, num_items: int) -> None:
+  path = os.path.join(workdir, "config.json")
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"{path} not found: is {workdir} a train.py workdir?")
+  with open(path) as f:
+    stored = json.load(f)
+  resolved = json.loads(config.to_json_best_effort())
+  diffs = [d for d in config_differences(stored, resolved) if d[0] in _SHAPE_FIELDS]
+  msgs = [f"  {k}: checkpoint has {a!r}, config has {b!r}" for k, a, b in diffs]
+  meta_items = _stored_num_items(workdir)
+  if meta_items is not None and meta_items != num_items:
+    msgs.append(f"  items: checkpoint has {meta_items}, the config's dataset has {num_items}")
+  if msgs:
+    raise ValueError(f"checkpoint in {workdir} does not fit this config:\n" + "\n".join(msgs))
+
+
+def _stored_num_items(workdir: str) -> int | None:
+  path = os.path.join(workdir, "data_summary.json")
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    return int(json.load(f)["items"])
