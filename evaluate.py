@@ -6,7 +6,7 @@
 
 import json
 
-from absl import app, flags
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 from fame_jax.training import evaluate_workdir
@@ -21,6 +21,7 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 def main(argv):
   del argv
+  logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO.
   metrics = evaluate_workdir(_CONFIG.value, _WORKDIR.value, _SPLIT.value, _CHECKPOINT.value)
   print(json.dumps(metrics, sort_keys=True))
   if _EXPORT.value:

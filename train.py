@@ -7,7 +7,7 @@
 Re-running the same command on an interrupted workdir resumes it.
 """
 
-from absl import app, flags
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 from fame_jax.training import train_and_evaluate
@@ -19,6 +19,7 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 def main(argv):
   del argv
+  logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO.
   train_and_evaluate(_CONFIG.value, _WORKDIR.value)
 
 
