@@ -1,0 +1,124 @@
+"""Regenerates the README results tables from results/<dataset>/<study>/<run>/.
+
+  .venv/bin/python scripts/make_tables.py            # rewrites README.md in place
+  .venv/bin/python scripts/make_tables.py --print    # prints the tables only
+
+Every run directory holds results.json, config.json, metrics.jsonl and
+command.txt (written by scripts/run_variants.sh). Runs named `<name>_seed<k>`
+are grouped and reported as mean ± std over seeds. Probe studies (short runs)
+show validation NDCG@10 per evaluated epoch and no test numbers: variants are
+chosen on validation only; test is reported once, for the final runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import glob
+import json
+import os
+import re
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
+
+
+def _load(run_dir: str) -> dict:
+  with open(os.path.join(run_dir, "results.json")) as f:
+    res = json.load(f)
+  with open(os.path.join(run_dir, "metrics.jsonl")) as f:
+    rows = [json.loads(l) for l in f if l.strip()]
+  cmd = ""
+  if os.path.exists(os.path.join(run_dir, "command.txt")):
+    with open(os.path.join(run_dir, "command.txt")) as f:
+      cmd = f.read().strip()
+  return {"results": res, "rows": rows, "command": cmd}
+
+
+def _fmt(values: list[float]) -> str:
+  if len(values) == 1:
+    return f"{values[0]:.4f}"
+  return f"{np.mean(values):.4f} ± {np.std(values, ddof=1):.4f}"
+
+
+def probe_table(study_dir: str) -> str:
+  """Validation NDCG@10 per evaluated epoch for each variant (no test)."""
+  runs = {os.path.basename(d): _load(d) for d in sorted(glob.glob(os.path.join(study_dir, "*")))
+          if os.path.exists(os.path.join(d, "results.json"))}
+  if not runs:
+    return ""
+  epochs = sorted({r["epoch"] for v in runs.values() for r in v["rows"] if "valid/NDCG@10" in r})
+  head = "| variant | " + " | ".join(f"valid NDCG@10 ep {e}" for e in epochs) + \
+         " | best valid HR@10 | best valid NDCG@10 | s/epoch |"
+  lines = [head, "|" + "---|" * (len(epochs) + 4)]
+  for name, v in sorted(runs.items(), key=lambda kv: -kv[1]["results"]["valid/NDCG@10"]):
+    by_epoch = {r["epoch"]: r.get("valid/NDCG@10") for r in v["rows"]}
+    secs = np.median([r["train_seconds"] for r in v["rows"]])
+    cells = [f"{by_epoch[e]:.4f}" if by_epoch.get(e) is not None else "" for e in epochs]
+    lines.append(f"| {name} | " + " | ".join(cells) +
+                 f" | {v['results']['valid/HR@10']:.4f} | {v['results']['valid/NDCG@10']:.4f} | {secs:.1f} |")
+  return "\n".join(lines)
+
+
+def final_table(study_dir: str) -> str:
+  """Mean ± std over seeds of every metric, best epoch and wall time."""
+  groups: dict[str, list[dict]] = collections.defaultdict(list)
+  for d in sorted(glob.glob(os.path.join(study_dir, "*"))):
+    if os.path.exists(os.path.join(d, "results.json")):
+      groups[re.sub(r"_seed\d+$", "", os.path.basename(d))].append(_load(d))
+  if not groups:
+    return ""
+  keys = [f"test/{m}@{k}" for m in ("HR", "NDCG") for k in (5, 10, 20)]
+  lines = ["| model | seeds | " + " | ".join(k.replace("test/", "test ") for k in keys) +
+           " | valid NDCG@10 | best epoch | train s |",
+           "|" + "---|" * (len(keys) + 5)]
+  for name, runs in groups.items():
+    res = [r["results"] for r in runs]
+    cells = [_fmt([r[k] for r in res]) for k in keys]
+    lines.append(f"| {name} | {len(runs)} | " + " | ".join(cells) +
+                 f" | {_fmt([r['valid/NDCG@10'] for r in res])} | "
+                 f"{', '.join(str(r['best_epoch']) for r in res)} | "
+                 f"{', '.join(f'{r['train_seconds']:.0f}' for r in res)} |")
+  return "\n".join(lines)
+
+
+def all_tables() -> str:
+  out = []
+  for dataset_dir in sorted(glob.glob(os.path.join(ROOT, "results", "*"))):
+    if not os.path.isdir(dataset_dir):
+      continue
+    dataset = os.path.basename(dataset_dir)
+    for study_dir in sorted(glob.glob(os.path.join(dataset_dir, "*"))):
+      if not os.path.isdir(study_dir):
+        continue
+      study = os.path.basename(study_dir)
+      table = probe_table(study_dir) if study.startswith("probe") else final_table(study_dir)
+      if table:
+        rel = os.path.relpath(study_dir, ROOT)
+        out.append(f"#### {dataset} / {study} (`{rel}`)\n\n{table}\n")
+  return "\n".join(out) if out else "_No results yet._\n"
+
+
+def main():
+  ap = argparse.ArgumentParser()
+  ap.add_argument("--print", action="store_true", help="print instead of rewriting README.md")
+  args = ap.parse_args()
+  tables = all_tables()
+  if args.print:
+    print(tables)
+    return
+  path = os.path.join(ROOT, "README.md")
+  with open(path) as f:
+    text = f.read()
+  if BEGIN not in text or END not in text:
+    raise SystemExit(f"README.md lacks the {BEGIN} ... {END} markers")
+  pre, rest = text.split(BEGIN, 1)
+  _, post = rest.split(END, 1)
+  with open(path, "w") as f:
+    f.write(f"{pre}{BEGIN}\n{tables}\n{END}{post}")
+
+
+if __name__ == "__main__":
+  main()
