@@ -80,7 +80,7 @@ def final_table(study_dir: str) -> str:
     lines.append(f"| {name} | {len(runs)} | " + " | ".join(cells) +
                  f" | {_fmt([r['valid/NDCG@10'] for r in res])} | "
                  f"{', '.join(str(r['best_epoch']) for r in res)} | "
-                 f"{', '.join(f'{r['train_seconds']:.0f}' for r in res)} |")
+                 f"{', '.join('%.0f' % r['train_seconds'] for r in res)} |")
   return "\n".join(lines)
 
 
