@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import os
 import pathlib
+import tempfile
 
+import jax
 import numpy as np
 import pytest
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+# Many tests train the same tiny programs (training fixture, resume halves,
+# export, sweep points, subprocesses). A persistent compilation cache, fresh
+# for each test session, compiles each distinct program once; results are
+# unchanged (same executables). Subprocesses inherit it through the env var.
+_CACHE_DIR = tempfile.mkdtemp(prefix="fame_jax_xla_cache_")
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", _CACHE_DIR)
+jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
 @pytest.fixture(scope="session")
@@ -52,3 +65,15 @@ def assert_same_dataset():
       assert _same_value(a.ground_truth, b.ground_truth)
 
   return check
+
+
+@pytest.fixture(scope="session")
+def tiny_trained_run(tmp_path_factory):
+  """One uninterrupted ``configs/tiny.py`` run shared by the training and
+  export tests: ``(config, workdir, results)``."""
+  from configs import tiny
+  from fame_jax.training import loop
+  workdir = str(tmp_path_factory.mktemp("tiny_run"))
+  config = tiny.get_config()
+  results = loop.train_and_evaluate(config, workdir)
+  return config, workdir, results

@@ -24,11 +24,9 @@ def _config(**overrides):
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-  """One tiny trained run (configs/tiny.py) and its test-split export."""
-  workdir = str(tmp_path_factory.mktemp("tiny_export_run"))
-  config = _config()
-  results = loop.train_and_evaluate(config, workdir)
+def exported(tiny_trained_run, tmp_path_factory):
+  """The session's tiny trained run (tests/conftest.py) and its test-split export."""
+  config, workdir, results = tiny_trained_run
   out_dir = str(tmp_path_factory.mktemp("tiny_export"))
   manifest = export.export_run(config, workdir, out_dir)
   return config, workdir, results, out_dir, manifest

@@ -31,12 +31,9 @@ def _config(**overrides):
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-  """One uninterrupted tiny run shared by several tests."""
-  workdir = str(tmp_path_factory.mktemp("tiny_run"))
-  config = _config()
-  results = loop.train_and_evaluate(config, workdir)
-  return config, workdir, results
+def tiny_run(tiny_trained_run):
+  """The session's uninterrupted tiny run (tests/conftest.py)."""
+  return tiny_trained_run
 
 
 def _metrics_rows(workdir):
@@ -185,10 +182,14 @@ def test_packed_loss_equals_unpacked_loss():
 
   ce = losses.get_loss_fn("dense", 0)
 
+  @jax.jit
+  def loss_sums(params, b):
+    u, _ = model.apply({"params": params}, b["items"], b["positions"], b["segments"], train=False)
+    return ce(u.reshape(-1, u.shape[-1]), params["item_emb"]["embedding"],
+              b["targets"].reshape(-1), b["weights"].reshape(-1))
+
   def loss(b):
-    u, _ = model.apply({"params": state.params}, b["items"], b["positions"], b["segments"], train=False)
-    s, w = ce(u.reshape(-1, u.shape[-1]), state.params["item_emb"]["embedding"],
-              jnp.asarray(b["targets"]).reshape(-1), jnp.asarray(b["weights"]).reshape(-1))
+    s, w = loss_sums(state.params, b)
     return float(s / w), float(w)
 
   (lp, wp), (lu, wu) = loss(batch), loss(unpacked)
