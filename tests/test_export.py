@@ -9,18 +9,13 @@ import pytest
 
 from configs import tiny
 from fame_jax import export
+from fame_jax import sweep
 from fame_jax.training import loop
 
 
 def _config(**overrides):
-  c = tiny.get_config()
-  for dotted, v in overrides.items():
-    node = c
-    *parents, leaf = dotted.split(".")
-    for p in parents:
-      node = node[p]
-    node[leaf] = v
-  return c
+  """configs/tiny.py with dotted-key overrides (the sweep's own setter)."""
+  return sweep.point_config(tiny.get_config(), list(overrides.items()))
 
 
 @pytest.fixture(scope="module")

@@ -14,20 +14,15 @@ import pytest
 from configs import tiny
 from fame_jax import evaluation, losses, parallel
 from fame_jax.data import batching
+from fame_jax import sweep
 from fame_jax.training import loop, state as state_lib, steps as steps_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _config(**overrides):
-  c = tiny.get_config()
-  for dotted, v in overrides.items():
-    node = c
-    *parents, leaf = dotted.split(".")
-    for p in parents:
-      node = node[p]
-    node[leaf] = v
-  return c
+  """configs/tiny.py with dotted-key overrides (the sweep's own setter)."""
+  return sweep.point_config(tiny.get_config(), list(overrides.items()))
 
 
 @pytest.fixture(scope="module")
