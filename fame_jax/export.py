@@ -41,6 +41,7 @@ from fame_jax import evaluation
 from fame_jax.models import FAME, score_items
 from fame_jax.models.fame import model_settings
 from fame_jax.training import loop
+from fame_jax.training import steps as steps_lib
 from fame_jax.training.config_check import validate_config
 
 TOP_K = 20  # Recommendations kept per user.
@@ -94,17 +95,8 @@ def _make_chunk_fn(model: FAME, examples: str, facet_heads: bool, mask_history: 
 
   @jax.jit
   def chunk(params, item_x, inputs, lengths, targets, history):
-    b, l = inputs.shape
-    col = jnp.arange(l)[None, :]
-    if left_pad:
-      src = col - (l - lengths[:, None])
-      items = jnp.where(src >= 0, jnp.take_along_axis(inputs, jnp.clip(src, 0, l - 1), axis=1), 0)
-      last = jnp.full((b,), l - 1)
-    else:
-      items = inputs
-      last = jnp.maximum(lengths - 1, 0)
-    segments = (items > 0).astype(jnp.int32)
-    positions = jnp.broadcast_to(col, (b, l)).astype(jnp.int32)
+    b = inputs.shape[0]
+    items, positions, segments, last = steps_lib.eval_model_inputs(inputs, lengths, left_pad)
     u, inter = model.apply({"params": params}, items, positions, segments, train=False)
 
     def at_last(x):  # [B, L, ...] -> [B, ...] at each user's scored position.

@@ -49,6 +49,33 @@ def make_train_step(model: FAME, config: ml_collections.ConfigDict, mesh: Mesh) 
                  donate_argnums=(0,))
 
 
+def eval_model_inputs(inputs: jax.Array, lengths: jax.Array, left_pad: bool):
+  """Model inputs for evaluation users, the way their regime was trained.
+
+  Args:
+    inputs: ``[B, L]`` right-padded windows (the evaluator's layout).
+    lengths: ``[B]`` real items per row.
+    left_pad: ``prefix_last`` models: shift rows right by ``L - length`` so
+      the most recent item sits in the last column.
+
+  Returns:
+    ``(items, positions, segments, last)``: the three ``[B, L]`` model inputs
+    and ``last [B]``, the column whose output scores each user.
+  """
+  b, l = inputs.shape
+  col = jnp.arange(l)[None, :]
+  if left_pad:
+    src = col - (l - lengths[:, None])  # Column j holds inputs[j - (L - n)].
+    items = jnp.where(src >= 0, jnp.take_along_axis(inputs, jnp.clip(src, 0, l - 1), axis=1), 0)
+    last = jnp.full((b,), l - 1)
+  else:
+    items = inputs
+    last = jnp.maximum(lengths - 1, 0)
+  segments = (items > 0).astype(jnp.int32)
+  positions = jnp.broadcast_to(col, (b, l)).astype(jnp.int32)
+  return items, positions, segments, last
+
+
 def make_score_fn(model: FAME, params: Any, examples: str, max_len: int) -> Callable:
   """Scores for evaluation users from right-padded inputs.
 
@@ -61,17 +88,7 @@ def make_score_fn(model: FAME, params: Any, examples: str, max_len: int) -> Call
 
   @jax.jit
   def user_vectors(params, inputs, lengths):
-    b, l = inputs.shape
-    col = jnp.arange(l)[None, :]
-    if left_pad:
-      src = col - (l - lengths[:, None])  # column j holds inputs[j - (L - n)]
-      items = jnp.where(src >= 0, jnp.take_along_axis(inputs, jnp.clip(src, 0, l - 1), axis=1), 0)
-      last = jnp.full((b,), l - 1)
-    else:
-      items = inputs
-      last = jnp.maximum(lengths - 1, 0)
-    segments = (items > 0).astype(jnp.int32)
-    positions = jnp.broadcast_to(col, (b, l)).astype(jnp.int32)
+    items, positions, segments, last = eval_model_inputs(inputs, lengths, left_pad)
     u, _ = model.apply({"params": params}, items, positions, segments, train=False)
     u_last = jnp.take_along_axis(u, last[:, None, None], axis=1)[:, 0]
     return score_items(u_last, params["item_emb"]["embedding"])
