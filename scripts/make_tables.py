@@ -43,6 +43,17 @@ def _fmt(values: list[float]) -> str:
   return f"{np.mean(values):.4f} ± {np.std(values, ddof=1):.4f}"
 
 
+_COMMON = re.compile(r"--config\.(train\.(progress|max_epochs|eval_every_epochs|seed)|pretrain\.text_cache_dir)=")
+
+
+def _changes(command: str) -> str:
+  """The run's own overrides (the study's shared ones left out), e.g. `model.gate=uniform`."""
+  args = [a for a in command.split() if a.startswith("--config.") and not _COMMON.match(a)]
+  if "--config configs/beauty_text.py" in command or "pretrain.enabled=True" in command:
+    args = ["text pre-training"] + [a for a in args if "pretrain.enabled" not in a]
+  return ", ".join(a.replace("--config.", "") for a in args) or "SPEC defaults"
+
+
 def probe_table(study_dir: str) -> str:
   """Validation NDCG@10 per evaluated epoch for each variant (no test)."""
   runs = {os.path.basename(d): _load(d) for d in sorted(glob.glob(os.path.join(study_dir, "*")))
@@ -50,14 +61,14 @@ def probe_table(study_dir: str) -> str:
   if not runs:
     return ""
   epochs = sorted({r["epoch"] for v in runs.values() for r in v["rows"] if "valid/NDCG@10" in r})
-  head = "| variant | " + " | ".join(f"valid NDCG@10 ep {e}" for e in epochs) + \
+  head = "| variant | changes | " + " | ".join(f"valid NDCG@10 ep {e}" for e in epochs) + \
          " | best valid HR@10 | best valid NDCG@10 | s/epoch |"
-  lines = [head, "|" + "---|" * (len(epochs) + 4)]
+  lines = [head, "|" + "---|" * (len(epochs) + 5)]
   for name, v in sorted(runs.items(), key=lambda kv: -kv[1]["results"]["valid/NDCG@10"]):
     by_epoch = {r["epoch"]: r.get("valid/NDCG@10") for r in v["rows"]}
     secs = np.median([r["train_seconds"] for r in v["rows"]])
     cells = [f"{by_epoch[e]:.4f}" if by_epoch.get(e) is not None else "" for e in epochs]
-    lines.append(f"| {name} | " + " | ".join(cells) +
+    lines.append(f"| {name} | {_changes(v['command'])} | " + " | ".join(cells) +
                  f" | {v['results']['valid/HR@10']:.4f} | {v['results']['valid/NDCG@10']:.4f} | {secs:.1f} |")
   return "\n".join(lines)
 

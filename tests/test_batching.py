@@ -94,3 +94,23 @@ def test_prefix_last_truncates_to_max_len():
 def test_unknown_regime_is_a_clear_error():
   with pytest.raises(ValueError, match="train.examples"):
     batching.make_batcher(_train(), examples="nope", max_len=5, batch_size=4, packing=False)
+
+
+@pytest.mark.parametrize("examples,packing", [("all_positions", True), ("all_positions", False),
+                                              ("prefix_last", False)])
+def test_epoch_is_lazy_and_list_like(examples, packing):
+  """epoch() builds a batch only when read; indexing, slicing and iteration agree."""
+  b = batching.make_batcher(_train(), examples=examples, max_len=12, batch_size=8, packing=packing)
+  built = []
+  original = b._assemble
+  b._assemble = lambda *a: built.append(1) or original(*a)
+  batches = b.epoch(0, 1)
+  assert isinstance(batches, batching.LazyBatches) and len(batches) > 3
+  assert not built  # Nothing assembled before it is read.
+  listed = list(batches)
+  assert len(built) == len(batches)
+  sliced = batches[1:3]
+  assert len(sliced) == 2
+  for got, i in [(batches[0], 0), (batches[-1], len(batches) - 1), (sliced[0], 1), (sliced[1], 2)]:
+    for k in listed[i]:
+      np.testing.assert_array_equal(got[k], listed[i][k])

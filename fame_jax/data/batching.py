@@ -24,14 +24,18 @@ Regimes:
   counted from the end stay aligned), so a few static shapes cover an epoch.
 
 Data order depends only on ``(seed, epoch)``, which is what lets a resumed run
-replay exactly the batches an uninterrupted run would have seen.
+replay exactly the batches an uninterrupted run would have seen. ``epoch()``
+returns a lazy sequence: the epoch's plan (which examples go where) is made up
+front from lengths alone, but each batch's arrays are built only when it is
+read, so host memory is one batch, not one epoch (ML-20M scale: ~0.5 GB).
 """
 
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
 import math
-from typing import Iterator
+from typing import Any, Callable
 
 import numpy as np
 
@@ -41,6 +45,29 @@ Batch = dict[str, np.ndarray]
 def epoch_rng(seed: int, epoch: int) -> np.random.Generator:
   """The data-order generator of one epoch (a pure function of seed, epoch)."""
   return np.random.default_rng([int(seed), int(epoch), 0xFA3E])
+
+
+class LazyBatches(collections.abc.Sequence):
+  """The batches of one epoch, each assembled when it is read.
+
+  A ``Sequence``: ``len``, iteration, indexing and slicing (a slice gives a
+  list) work as on a list of batches; nothing is cached.
+  """
+
+  def __init__(self, plan: list[Any], assemble: Callable[..., Batch]):
+    self._plan = plan
+    self._assemble = assemble
+
+  def __len__(self) -> int:
+    return len(self._plan)
+
+  def __getitem__(self, i):
+    if isinstance(i, slice):
+      return [self._build(p) for p in self._plan[i]]
+    return self._build(self._plan[i])
+
+  def _build(self, p) -> Batch:
+    return self._assemble(*p) if isinstance(p, tuple) else self._assemble(p)
 
 
 @dataclasses.dataclass
@@ -96,11 +123,11 @@ class AllPositionsBatcher:
   def num_targets(self) -> int:
     return int(self.lengths.sum())
 
-  def epoch(self, seed: int, epoch: int) -> list[Batch]:
+  def epoch(self, seed: int, epoch: int) -> LazyBatches:
     """All batches of one epoch, in order (deterministic in seed and epoch)."""
     order = epoch_rng(seed, epoch).permutation(len(self.examples))
     groups = self._pack(order) if self.packing else self._unpacked(order)
-    return [self._assemble(g) for g in groups]
+    return LazyBatches(groups, self._assemble)
 
   def _unpacked(self, order: np.ndarray) -> list[list[list[int]]]:
     groups = []
@@ -193,7 +220,7 @@ class PrefixLastBatcher:
   def num_targets(self) -> int:
     return len(self.users)
 
-  def epoch(self, seed: int, epoch: int) -> list[Batch]:
+  def epoch(self, seed: int, epoch: int) -> LazyBatches:
     """Batches of one epoch: shuffled within buckets, buckets interleaved."""
     rng = epoch_rng(seed, epoch)
     chunks = []
@@ -205,7 +232,7 @@ class PrefixLastBatcher:
       for s in range(0, len(idx), self.batch_size):
         chunks.append((b, idx[s:s + self.batch_size]))
     order = rng.permutation(len(chunks))
-    return [self._assemble(*chunks[i]) for i in order]
+    return LazyBatches([chunks[i] for i in order], self._assemble)
 
   def _assemble(self, bucket: int, idx: np.ndarray) -> Batch:
     w = int(self.widths[bucket])

@@ -76,13 +76,14 @@ def eval_model_inputs(inputs: jax.Array, lengths: jax.Array, left_pad: bool):
   return items, positions, segments, last
 
 
-def make_score_fn(model: FAME, params: Any, examples: str, max_len: int) -> Callable:
-  """Scores for evaluation users from right-padded inputs.
+def make_user_vector_fn(model: FAME, examples: str) -> Callable:
+  """Jitted ``user_vectors(params, inputs [B, L], lengths [B]) -> u [B, d]``.
 
-  Returns ``score_fn(inputs [B, L] int32, lengths [B] int32) -> [B, N + 1]``:
-  the model's scores at each user's last real position. ``prefix_last``
-  models were trained on left-padded rows with positions counted from the
-  end, so the inputs are shifted right by ``L - length`` first.
+  The model's user vector at each user's last real position, from the
+  evaluator's right-padded windows. ``prefix_last`` models were trained on
+  left-padded rows with positions counted from the end, so their inputs are
+  shifted right by ``L - length`` first. For catalogs too large to score at
+  once, pair it with ``evaluation.compute_ranks_from_user_vectors``.
   """
   left_pad = examples == "prefix_last"
 
@@ -90,10 +91,26 @@ def make_score_fn(model: FAME, params: Any, examples: str, max_len: int) -> Call
   def user_vectors(params, inputs, lengths):
     items, positions, segments, last = eval_model_inputs(inputs, lengths, left_pad)
     u, _ = model.apply({"params": params}, items, positions, segments, train=False)
-    u_last = jnp.take_along_axis(u, last[:, None, None], axis=1)[:, 0]
-    return score_items(u_last, params["item_emb"]["embedding"])
+    return jnp.take_along_axis(u, last[:, None, None], axis=1)[:, 0]
+
+  return user_vectors
+
+
+def make_score_fn(model: FAME, params: Any, examples: str, max_len: int) -> Callable:
+  """Scores for evaluation users from right-padded inputs.
+
+  Returns ``score_fn(inputs [B, L] int32, lengths [B] int32) -> [B, N + 1]``:
+  the model's scores (``score_items``) at each user's last real position
+  (see :func:`make_user_vector_fn` for the ``prefix_last`` layout).
+  """
+  del max_len  # The window width is the inputs' width.
+  user_vectors = make_user_vector_fn(model, examples)
+
+  @jax.jit
+  def scores(params, inputs, lengths):
+    return score_items(user_vectors(params, inputs, lengths), params["item_emb"]["embedding"])
 
   def score_fn(inputs, lengths):
-    return user_vectors(params, jnp.asarray(inputs, jnp.int32), jnp.asarray(lengths, jnp.int32))
+    return scores(params, jnp.asarray(inputs, jnp.int32), jnp.asarray(lengths, jnp.int32))
 
   return score_fn

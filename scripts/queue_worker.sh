@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# One worker of a shared run queue. Several workers (e.g. one per CPU core,
+# `taskset -c 0 bash scripts/queue_worker.sh Q &  taskset -c 1 bash ... Q &`)
+# take lines from the same queue file; a line is claimed atomically with mkdir,
+# so each runs once. The file is re-read after every run: lines appended while
+# workers run are picked up. Line format:
+#
+#   <config> <dataset> <study> <name> [--config.a=b ...]
+#
+# Each run is a resumable workdir runs/<dataset>/<study>/<name>; its small files
+# (results.json, config.json, metrics.jsonl, command.txt) are copied to
+# results/<dataset>/<study>/<name>/ when it finishes. On a single core, two
+# pinned workers give ~1.3x the runs per hour of one job on both cores
+# (Beauty FAME: 38.6 s/epoch pinned vs 25.2 s/epoch on 2 cores).
+set -uo pipefail
+queue=$1
+py=${PYTHON:-.venv/bin/python}
+claims=runs/.claims
+mkdir -p "$claims"
+while true; do
+  picked=""
+  while read -r config dataset study name overrides; do
+    [[ -z "${config:-}" || "$config" == \#* ]] && continue
+    if mkdir "$claims/${dataset}__${study}__${name}" 2>/dev/null; then
+      picked="$config $dataset $study $name $overrides"; break
+    fi
+  done < "$queue"
+  [[ -z "$picked" ]] && break
+  read -r config dataset study name overrides <<< "$picked"
+  workdir="runs/$dataset/$study/$name"
+  out="results/$dataset/$study/$name"
+  cmd="$py train.py --config $config --workdir $workdir --config.train.progress=False $overrides"
+  echo "=== $(date -u +%H:%M:%S) start $dataset/$study/$name: $overrides"
+  mkdir -p "$workdir"
+  # shellcheck disable=SC2086
+  if $cmd > "$workdir/train.log" 2>&1; then
+    mkdir -p "$out"
+    cp "$workdir"/{results.json,config.json,metrics.jsonl} "$out"/
+    echo "$cmd" > "$out/command.txt"
+    echo "=== $(date -u +%H:%M:%S) done $dataset/$study/$name"
+  else
+    echo "=== $(date -u +%H:%M:%S) FAILED $dataset/$study/$name (see $workdir/train.log)"
+  fi
+done
