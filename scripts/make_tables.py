@@ -82,13 +82,13 @@ def final_table(study_dir: str) -> str:
   if not groups:
     return ""
   keys = [f"test/{m}@{k}" for m in ("HR", "NDCG") for k in (5, 10, 20)]
-  lines = ["| model | seeds | " + " | ".join(k.replace("test/", "test ") for k in keys) +
+  lines = ["| model | changes | seeds | " + " | ".join(k.replace("test/", "test ") for k in keys) +
            " | valid NDCG@10 | best epoch | train s |",
-           "|" + "---|" * (len(keys) + 5)]
+           "|" + "---|" * (len(keys) + 6)]
   for name, runs in groups.items():
     res = [r["results"] for r in runs]
     cells = [_fmt([r[k] for r in res]) for k in keys]
-    lines.append(f"| {name} | {len(runs)} | " + " | ".join(cells) +
+    lines.append(f"| {name} | {_changes(runs[0]['command'])} | {len(runs)} | " + " | ".join(cells) +
                  f" | {_fmt([r['valid/NDCG@10'] for r in res])} | "
                  f"{', '.join(str(r['best_epoch']) for r in res)} | "
                  f"{', '.join('%.0f' % r['train_seconds'] for r in res)} |")
