@@ -15,6 +15,7 @@ from configs import tiny
 from fame_jax import evaluation, losses, parallel
 from fame_jax.data import batching
 from fame_jax import sweep
+from fame_jax.models import score_items
 from fame_jax.training import loop, state as state_lib, steps as steps_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -253,3 +254,22 @@ def test_tiled_ranking_from_user_vectors_equals_full_scores(examples):
     tiled = evaluation.compute_ranks_from_user_vectors(u, table, tgt, full, item_chunk=chunk)
     np.testing.assert_array_equal(np.asarray(tiled), np.asarray(dense))
   assert len(np.unique(np.asarray(dense))) > 5  # Real, varied ranks.
+
+
+@pytest.mark.parametrize("examples", ["all_positions", "prefix_last"])
+def test_score_fn_on_trimmed_windows_equals_full_window(examples):
+  """make_score_fn runs short histories on narrow windows; scores must equal the full width's."""
+  config = _config()
+  dataset, split, mesh, model, state = _model_state_batches(config)
+  L = config.data.max_len
+  hist, _ = split.eval_examples("test")
+  score_fn = steps_lib.make_score_fn(model, state.params, examples, L)
+  full_width = steps_lib.make_user_vector_fn(model, examples, L)
+  table = state.params["item_emb"]["embedding"]
+  for n in (1, 2, 3, 5, 9, L):  # Widths 1, 2, 4, 8, 16 and L.
+    h = [x[-n:] for x in hist[:4] if len(x) >= n]
+    inputs, _, _ = batching.eval_inputs(h, L, left_pad=False)
+    lengths = np.full(len(h), n, np.int32)
+    got = np.asarray(score_fn(inputs, lengths))
+    want = np.asarray(score_items(full_width(state.params, inputs, lengths), table))
+    np.testing.assert_allclose(got[:, 1:], want[:, 1:], rtol=1e-5, atol=1e-5)

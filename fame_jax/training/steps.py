@@ -13,6 +13,7 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 from jax.sharding import Mesh
 
 from fame_jax import losses, parallel
@@ -49,14 +50,20 @@ def make_train_step(model: FAME, config: ml_collections.ConfigDict, mesh: Mesh) 
                  donate_argnums=(0,))
 
 
-def eval_model_inputs(inputs: jax.Array, lengths: jax.Array, left_pad: bool):
+def eval_model_inputs(inputs: jax.Array, lengths: jax.Array, left_pad: bool,
+                      max_len: int | None = None):
   """Model inputs for evaluation users, the way their regime was trained.
 
   Args:
-    inputs: ``[B, L]`` right-padded windows (the evaluator's layout).
+    inputs: ``[B, W]`` right-padded windows (the evaluator's layout), ``W``
+      the model window ``L`` or a narrower width that still holds every row.
     lengths: ``[B]`` real items per row.
-    left_pad: ``prefix_last`` models: shift rows right by ``L - length`` so
+    left_pad: ``prefix_last`` models: shift rows right by ``W - length`` so
       the most recent item sits in the last column.
+    max_len: the model window ``L`` (default ``W``). ``prefix_last`` counts
+      positions from the end, so a width-``W`` row uses positions
+      ``L - W .. L - 1`` exactly as a width-``W`` training bucket did;
+      ``all_positions`` counts from the window start and ignores it.
 
   Returns:
     ``(items, positions, segments, last)``: the three ``[B, L]`` model inputs
@@ -72,24 +79,27 @@ def eval_model_inputs(inputs: jax.Array, lengths: jax.Array, left_pad: bool):
     items = inputs
     last = jnp.maximum(lengths - 1, 0)
   segments = (items > 0).astype(jnp.int32)
-  positions = jnp.broadcast_to(col, (b, l)).astype(jnp.int32)
+  offset = (max_len - l) if (left_pad and max_len is not None) else 0
+  positions = jnp.broadcast_to(col + offset, (b, l)).astype(jnp.int32)
   return items, positions, segments, last
 
 
-def make_user_vector_fn(model: FAME, examples: str) -> Callable:
-  """Jitted ``user_vectors(params, inputs [B, L], lengths [B]) -> u [B, d]``.
+def make_user_vector_fn(model: FAME, examples: str, max_len: int | None = None) -> Callable:
+  """Jitted ``user_vectors(params, inputs [B, W], lengths [B]) -> u [B, d]``.
 
   The model's user vector at each user's last real position, from the
   evaluator's right-padded windows. ``prefix_last`` models were trained on
   left-padded rows with positions counted from the end, so their inputs are
   shifted right by ``L - length`` first. For catalogs too large to score at
   once, pair it with ``evaluation.compute_ranks_from_user_vectors``.
+  ``max_len`` is the model window ``L`` (needed when ``W < L``, see
+  :func:`eval_model_inputs`).
   """
   left_pad = examples == "prefix_last"
 
   @jax.jit
   def user_vectors(params, inputs, lengths):
-    items, positions, segments, last = eval_model_inputs(inputs, lengths, left_pad)
+    items, positions, segments, last = eval_model_inputs(inputs, lengths, left_pad, max_len)
     u, _ = model.apply({"params": params}, items, positions, segments, train=False)
     return jnp.take_along_axis(u, last[:, None, None], axis=1)[:, 0]
 
@@ -102,15 +112,23 @@ def make_score_fn(model: FAME, params: Any, examples: str, max_len: int) -> Call
   Returns ``score_fn(inputs [B, L] int32, lengths [B] int32) -> [B, N + 1]``:
   the model's scores (``score_items``) at each user's last real position
   (see :func:`make_user_vector_fn` for the ``prefix_last`` layout).
+
+  The model runs on the narrowest power-of-two width (at most ``L``) that
+  holds the chunk's longest window: columns past it are padding that no real
+  position attends to, so the scores are those of the full width, at a
+  fraction of the cost for short histories (the evaluator orders users by
+  length, so most chunks are narrow). One compile per width.
   """
-  del max_len  # The window width is the inputs' width.
-  user_vectors = make_user_vector_fn(model, examples)
+  user_vectors = make_user_vector_fn(model, examples, max_len)
 
   @jax.jit
   def scores(params, inputs, lengths):
     return score_items(user_vectors(params, inputs, lengths), params["item_emb"]["embedding"])
 
   def score_fn(inputs, lengths):
-    return scores(params, jnp.asarray(inputs, jnp.int32), jnp.asarray(lengths, jnp.int32))
+    lengths = np.asarray(lengths, np.int32)
+    width = min(max_len, 1 << max(0, int(lengths.max(initial=1)) - 1).bit_length())
+    inputs = np.asarray(inputs, np.int32)[:, :width]
+    return scores(params, jnp.asarray(inputs), jnp.asarray(lengths))
 
   return score_fn
