@@ -21,5 +21,8 @@ def get_config():
   c.data.max_len = 200  # Long MovieLens histories (SASRec uses 200).
   c.model.max_len = 200  # Position table covers the window.
   c.model.dropout = 0.2  # SPEC default for MovieLens.
+  # Selector init of W_f^h: on Beauty it doubled early validation NDCG@10 over
+  # the normal init (results/beauty/probe8: 0.0441 vs 0.0239 at epoch 8).
+  c.model.facet_proj_init = "selector"
   c.pretrain.facets = ("genres", "decade")  # One facet per head.
   return c
