@@ -9,8 +9,10 @@
 #
 # Each run is a resumable workdir runs/<dataset>/<study>/<name>; its small files
 # (results.json, config.json, metrics.jsonl, command.txt) are copied to
-# results/<dataset>/<study>/<name>/ when it finishes. On a single core, two
-# pinned workers give ~1.3x the runs per hour of one job on both cores
+# results/<dataset>/<study>/<name>/ when it finishes. Runs whose results are
+# there are skipped; a run claimed by a worker that no longer lives (the
+# session ended) is taken over and resumes from its checkpoint. Two
+# workers pinned to the two cores give ~1.3x the runs per hour of one job on both cores
 # (Beauty FAME: 38.6 s/epoch pinned vs 25.2 s/epoch on 2 cores).
 set -uo pipefail
 queue=$1
@@ -21,7 +23,20 @@ while true; do
   picked=""
   while read -r config dataset study name overrides; do
     [[ -z "${config:-}" || "$config" == \#* ]] && continue
-    if mkdir "$claims/${dataset}__${study}__${name}" 2>/dev/null; then
+    claim="$claims/${dataset}__${study}__${name}"
+    [[ -f "results/$dataset/$study/$name/results.json" ]] && continue  # Done earlier.
+    # A claim whose worker is gone (session ended, killed) is stale: take it
+    # over, and train.py resumes the run from its last checkpoint.
+    # (A claim without a pid file older than a minute is stale too.)
+    if [[ -d "$claim" ]]; then
+      if [[ -f "$claim/pid" ]]; then
+        kill -0 "$(cat "$claim/pid")" 2>/dev/null || rm -rf "$claim"
+      elif [[ -n "$(find "$claim" -maxdepth 0 -mmin +1)" ]]; then
+        rm -rf "$claim"
+      fi
+    fi
+    if mkdir "$claim" 2>/dev/null; then
+      echo $$ > "$claim/pid"
       picked="$config $dataset $study $name $overrides"; break
     fi
   done < "$queue"
