@@ -273,3 +273,18 @@ def test_score_fn_on_trimmed_windows_equals_full_window(examples):
     got = np.asarray(score_fn(inputs, lengths))
     want = np.asarray(score_items(full_width(state.params, inputs, lengths), table))
     np.testing.assert_allclose(got[:, 1:], want[:, 1:], rtol=1e-5, atol=1e-5)
+
+
+def test_repeated_evaluations_reuse_one_compiled_scorer():
+  """A validation per epoch must not recompile the scorer (one compile per width, ever)."""
+  config = _config()
+  dataset, split, mesh, model, state = _model_state_batches(config)
+  hist, tgt = split.eval_examples("valid")
+  for _ in range(2):
+    score_fn = steps_lib.make_score_fn(model, state.params, "all_positions", config.data.max_len)
+    evaluation.evaluate(score_fn, hist, tgt, dataset.num_items, batch_size=64,
+                        max_len=config.data.max_len)
+  scores = steps_lib._jitted_scores(model, "all_positions", config.data.max_len)
+  widths = {min(config.data.max_len, 1 << max(0, min(len(h), config.data.max_len) - 1).bit_length())
+            for h in hist}
+  assert scores._cache_size() <= len(widths)

@@ -106,6 +106,25 @@ def make_user_vector_fn(model: FAME, examples: str, max_len: int | None = None) 
   return user_vectors
 
 
+# One jitted scorer per (model, regime, window), shared by every evaluation of
+# a run: a fresh jit per validation would recompile every width each epoch.
+# The entry keeps its model alive, so the id in the key cannot be reused.
+_SCORERS: dict[tuple[int, str, int], tuple[FAME, Callable]] = {}
+
+
+def _jitted_scores(model: FAME, examples: str, max_len: int) -> Callable:
+  key = (id(model), examples, max_len)
+  if key not in _SCORERS:
+    user_vectors = make_user_vector_fn(model, examples, max_len)
+
+    @jax.jit
+    def scores(params, inputs, lengths):
+      return score_items(user_vectors(params, inputs, lengths), params["item_emb"]["embedding"])
+
+    _SCORERS[key] = (model, scores)
+  return _SCORERS[key][1]
+
+
 def make_score_fn(model: FAME, params: Any, examples: str, max_len: int) -> Callable:
   """Scores for evaluation users from right-padded inputs.
 
@@ -119,11 +138,7 @@ def make_score_fn(model: FAME, params: Any, examples: str, max_len: int) -> Call
   fraction of the cost for short histories (the evaluator orders users by
   length, so most chunks are narrow). One compile per width.
   """
-  user_vectors = make_user_vector_fn(model, examples, max_len)
-
-  @jax.jit
-  def scores(params, inputs, lengths):
-    return score_items(user_vectors(params, inputs, lengths), params["item_emb"]["embedding"])
+  scores = _jitted_scores(model, examples, max_len)
 
   def score_fn(inputs, lengths):
     lengths = np.asarray(lengths, np.int32)
