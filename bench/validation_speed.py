@@ -1,0 +1,48 @@
+"""Wall time of the in-training validation (model + full ranking) on Beauty. Prints one JSON line.
+
+  .venv/bin/python bench/validation_speed.py --workdir runs/beauty/full/sasrec_seed0 --sasrec
+
+Loads a trained Beauty workdir's best checkpoint and runs the training loop's
+own validation (``loop._evaluate_split``) three times: the first includes
+compilation (one per history-width bucket), the others are what each epoch's
+validation costs. Needs ../shared/data and a finished workdir.
+"""
+
+import argparse
+import json
+import os
+import resource
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from configs import beauty  # noqa: E402
+from fame_jax.models import FAME  # noqa: E402
+from fame_jax.training import loop  # noqa: E402
+
+
+def main():
+  ap = argparse.ArgumentParser()
+  ap.add_argument("--workdir", required=True)
+  ap.add_argument("--sasrec", action="store_true", help="the workdir holds a SASRec run")
+  args = ap.parse_args()
+  c = beauty.get_config()
+  if args.sasrec:
+    c.model.num_experts, c.model.facet_heads = 1, False
+  dataset, split = loop.load_data(c)
+  params = loop.restore_params(c, args.workdir, dataset.num_items)
+  model = FAME(cfg=c.model, num_items=dataset.num_items)
+  walls = []
+  for _ in range(3):
+    t = time.perf_counter()
+    m = loop._evaluate_split(model, params, c, split, "valid", dataset.num_items, progress=False)
+    walls.append(round(time.perf_counter() - t, 3))
+  print(json.dumps({"bench": "validation_speed", "workdir": args.workdir, "users": len(split.train),
+                    "items": dataset.num_items, "wall_seconds": walls,
+                    "valid/NDCG@10": m["valid/NDCG@10"],
+                    "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}))
+
+
+if __name__ == "__main__":
+  main()
