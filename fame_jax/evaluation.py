@@ -228,7 +228,8 @@ def popularity_scores(train_sequences: Sequence[np.ndarray], num_items: int) -> 
 # ----------------------------------------------------------------------------
 
 
-def _next_pow2(n: int) -> int:
+def next_pow2(n: int) -> int:
+  """Smallest power of two >= ``n`` (1 for ``n <= 1``): the width buckets of evaluation."""
   return 1 << max(0, int(n) - 1).bit_length()
 
 
@@ -346,7 +347,7 @@ def evaluate(score_fn: ScoreFn, histories: Sequence[np.ndarray], targets: np.nda
     inputs[~real] = 0
     tgt = np.where(real, targets[rows], 1).astype(np.int32)
     if mask_history:
-      width = _next_pow2(max(1, int(hist.lens[rows[real]].max())))
+      width = next_pow2(max(1, int(hist.lens[rows[real]].max())))
       full = hist.window(rows, width, last=False)
       full[~real] = 0
     else:

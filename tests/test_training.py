@@ -285,6 +285,6 @@ def test_repeated_evaluations_reuse_one_compiled_scorer():
     evaluation.evaluate(score_fn, hist, tgt, dataset.num_items, batch_size=64,
                         max_len=config.data.max_len)
   scores = steps_lib._jitted_scores(model, "all_positions", config.data.max_len)
-  widths = {min(config.data.max_len, 1 << max(0, min(len(h), config.data.max_len) - 1).bit_length())
+  widths = {min(config.data.max_len, evaluation.next_pow2(min(len(h), config.data.max_len)))
             for h in hist}
   assert scores._cache_size() <= len(widths)

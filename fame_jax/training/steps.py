@@ -16,7 +16,7 @@ import ml_collections
 import numpy as np
 from jax.sharding import Mesh
 
-from fame_jax import losses, parallel
+from fame_jax import evaluation, losses, parallel
 from fame_jax.models import FAME, score_items
 
 
@@ -142,7 +142,7 @@ def make_score_fn(model: FAME, params: Any, examples: str, max_len: int) -> Call
 
   def score_fn(inputs, lengths):
     lengths = np.asarray(lengths, np.int32)
-    width = min(max_len, 1 << max(0, int(lengths.max(initial=1)) - 1).bit_length())
+    width = min(max_len, evaluation.next_pow2(int(lengths.max(initial=1))))
     inputs = np.asarray(inputs, np.int32)[:, :width]
     return scores(params, jnp.asarray(inputs), jnp.asarray(lengths))
 
