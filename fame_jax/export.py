@@ -255,7 +255,7 @@ def export_run(config: ml_collections.ConfigDict, workdir: str, out_dir: str, sp
   hist = evaluation._Histories(histories)  # pylint: disable=protected-access
   # One history width for every chunk: one compile (the evaluator buckets
   # per chunk; the counts do not depend on the width).
-  width = evaluation._next_pow2(max(1, int(hist.lens.max()))) if mask_history else 1  # pylint: disable=protected-access
+  width = evaluation.next_pow2(max(1, int(hist.lens.max()))) if mask_history else 1
   bsz = int(min(chunk_size or min(int(config.eval.batch_size), 256), num_users))
   pieces: dict[str, list[np.ndarray]] = {}
   for lo in range(0, num_users, bsz):
