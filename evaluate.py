@@ -2,6 +2,7 @@
 
   python evaluate.py --config configs/default.py --workdir runs/default --split test
   python evaluate.py ... --checkpoint latest        # or an epoch number
+  python evaluate.py ... --split valid --export DIR  # + arrays/plots of that split and checkpoint
 """
 
 import json
@@ -26,7 +27,9 @@ def main(argv):
   print(json.dumps(metrics, sort_keys=True))
   if _EXPORT.value:
     from fame_jax import export
-    export.export_run(_CONFIG.value, _WORKDIR.value, _EXPORT.value)
+    # The export ranks the same split from the same checkpoint as the metrics above.
+    export.export_run(_CONFIG.value, _WORKDIR.value, _EXPORT.value, split=_SPLIT.value,
+                      checkpoint=_CHECKPOINT.value)
 
 
 if __name__ == "__main__":

@@ -103,15 +103,23 @@ def test_evaluate_reproduces_results_and_rejects_mismatched_config(tiny_run):
     loop.evaluate_workdir(_config(**{"data.synthetic.num_items": 150}), workdir, "test")
 
 
-def test_evaluate_cli_prints_the_same_metrics(tiny_run):
+def test_evaluate_cli_prints_the_same_metrics(tiny_run, tmp_path):
   config, workdir, results = tiny_run
+  export_dir = str(tmp_path / "export")
   out = subprocess.run(
       [sys.executable, "evaluate.py", "--config", "configs/tiny.py", "--workdir", workdir,
-       "--split", "valid"],
+       "--split", "valid", "--export", export_dir],
       cwd=REPO, capture_output=True, text=True, timeout=300)
   assert out.returncode == 0, out.stderr[-3000:]
-  printed = json.loads(out.stdout.strip().splitlines()[-1])
+  json_lines = [l for l in out.stdout.splitlines() if l.startswith("{")]
+  assert len(json_lines) == 1, out.stdout  # The export's summary lines follow it.
+  printed = json.loads(json_lines[0])
   assert printed["valid/NDCG@10"] == pytest.approx(results["valid/NDCG@10"], abs=1e-7)
+  # The export ranks the split that was asked for (it once always ranked test).
+  with open(os.path.join(export_dir, "manifest.json")) as f:
+    manifest = json.load(f)
+  assert manifest["split"] == "valid"
+  assert manifest["metrics"]["valid/NDCG@10"] == pytest.approx(results["valid/NDCG@10"], abs=1e-6)
 
 
 def test_nan_loss_stops_with_step_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
