@@ -210,6 +210,58 @@ def _spec(name: str, a: np.ndarray, meaning: str) -> dict[str, Any]:
   return {"name": name, "shape": list(a.shape), "dtype": str(a.dtype), "meaning": meaning}
 
 
+def routing_summary(router: np.ndarray, gate: np.ndarray | None = None,
+                    ranks: np.ndarray | None = None,
+                    head_ranks: np.ndarray | None = None, k: int = 10) -> dict[str, Any]:
+  """How much the gate and the routers actually route (the numbers behind the plots).
+
+  Args:
+    router: ``[U, H, E]`` router weights per user and head.
+    gate: ``[U, H]`` gate weights, or None (no facet heads).
+    ranks: ``[U]`` fused ranks; with ``gate`` and ``head_ranks`` it adds, per
+      head, HR@k over the users whose top-gate head it is.
+    head_ranks: ``[U, H]`` ranks of each head alone.
+    k: cut-off of those HR values.
+
+  Returns:
+    A JSON-able dict. Entropies are in nats, with their maxima (``log E``,
+    ``log H``: a uniform distribution): a router entropy near ``log E`` means the
+    experts are mixed equally for every user, i.e. the MoE does not route.
+  """
+  def entropy(p, axis=-1):
+    return -(p * np.log(np.clip(p, 1e-30, None))).sum(axis)
+
+  out: dict[str, Any] = {
+      "router_entropy_mean": [float(v) for v in entropy(router).mean(0)],
+      "router_entropy_max": float(np.log(router.shape[-1])),
+      "router_mean": router.mean(0).tolist(),
+  }
+  if gate is not None:
+    top = np.argmax(gate, axis=1)
+    out.update({
+        "gate_entropy_mean": float(entropy(gate).mean()),
+        "gate_entropy_max": float(np.log(gate.shape[1])),
+        "gate_mean": [float(v) for v in gate.mean(0)],
+        "gate_std": [float(v) for v in gate.std(0)],
+        "top_gate_share": [float(np.mean(top == h)) for h in range(gate.shape[1])],
+        "share_top_gate_above_0.9": float(np.mean(gate.max(1) > 0.9)),
+    })
+    if ranks is not None and head_ranks is not None:
+      per_head = []
+      for h in range(gate.shape[1]):
+        m = top == h
+        per_head.append({
+            "users": int(m.sum()),
+            f"fused_HR@{k}": float(np.mean(ranks[m] < k)) if m.any() else None,
+            f"own_head_HR@{k}": float(np.mean(head_ranks[m, h] < k)) if m.any() else None,
+            f"other_heads_best_HR@{k}": (
+                float(np.mean(np.delete(head_ranks[m], h, axis=1).min(1) < k))
+                if m.any() and gate.shape[1] > 1 else None),
+        })
+      out["by_top_gate_head"] = per_head
+  return out
+
+
 def export_run(config: ml_collections.ConfigDict, workdir: str, out_dir: str, split: str = "test",
                checkpoint: str = "best", chunk_size: int = 0, plots: bool = True) -> dict[str, Any]:
   """Exports a trained workdir's checkpoint for inspection (see module doc).
@@ -332,6 +384,8 @@ def export_run(config: ml_collections.ConfigDict, workdir: str, out_dir: str, sp
                  "and facet recovery are not exported; router is the last block's "
                  "(all ones when num_experts=1).")
 
+  routing = routing_summary(
+      got["router"].astype(np.float32), arrays.get("gate"), ranks, arrays.get("head_ranks"))
   metrics = evaluation.metrics_from_ranks(ranks, ks)
   manifest: dict[str, Any] = {
       "workdir": workdir,
@@ -351,6 +405,7 @@ def export_run(config: ml_collections.ConfigDict, workdir: str, out_dir: str, sp
       "metrics": {f"{split}/{k}": v for k, v in metrics.items()},
       "head_metrics": head_metrics,
       "facet_recovery": recovery,
+      "routing": routing,
       "notes": notes,
       "arrays_file": ARRAYS_FILE,
       "arrays": specs,
@@ -373,6 +428,13 @@ def summary_text(manifest: dict[str, Any]) -> str:
            f"fused HR@10 {m[f'{split}/HR@10']:.4f} NDCG@10 {m[f'{split}/NDCG@10']:.4f}"]
   for h, hm in manifest["head_metrics"].items():
     lines.append(f"  {h} alone: HR@10 {hm['HR@10']:.4f} NDCG@10 {hm['NDCG@10']:.4f}")
+  rt = manifest.get("routing")
+  if rt:
+    ent = ", ".join(f"{v:.3f}" for v in rt["router_entropy_mean"])
+    lines.append(f"  router entropy per head: {ent} (uniform = {rt['router_entropy_max']:.3f})")
+    if "gate_entropy_mean" in rt:
+      lines.append(f"  gate entropy {rt['gate_entropy_mean']:.3f} (uniform = {rt['gate_entropy_max']:.3f}); "
+                   f"top-gate share per head: " + ", ".join(f"{v:.3f}" for v in rt["top_gate_share"]))
   r = manifest.get("facet_recovery")
   if r:
     lines.append(f"  facet recovery (top-gate head = dominant facet, best matching): "

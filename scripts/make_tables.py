@@ -4,7 +4,7 @@
   .venv/bin/python scripts/make_tables.py --print    # prints the tables only
 
 Every run directory holds results.json, config.json, metrics.jsonl and
-command.txt (written by scripts/run_variants.sh). Runs named `<name>_seed<k>`
+command.txt (written by scripts/queue_worker.sh). Runs named `<name>_seed<k>`
 are grouped and reported as mean ± std over seeds. Probe studies (short runs)
 show validation NDCG@10 per evaluated epoch and no test numbers: variants are
 chosen on validation only; test is reported once, for the final runs.
@@ -49,9 +49,56 @@ _COMMON = re.compile(r"--config\.(train\.(progress|max_epochs|eval_every_epochs|
 def _changes(command: str) -> str:
   """The run's own overrides (the study's shared ones left out), e.g. `model.gate=uniform`."""
   args = [a for a in command.split() if a.startswith("--config.") and not _COMMON.match(a)]
-  if "--config configs/beauty_text.py" in command or "pretrain.enabled=True" in command:
+  if re.search(r"--config configs/\w+_text\.py", command) or "pretrain.enabled=True" in command:
     args = ["text pre-training"] + [a for a in args if "pretrain.enabled" not in a]
+  if re.search(r"--config configs/sasrec\.py", command):
+    args = ["SASRec (E 1, no facet heads)"] + args
   return ", ".join(a.replace("--config.", "") for a in args) or "SPEC defaults"
+
+
+def _groups(study_dir: str) -> dict[str, list[dict]]:
+  groups: dict[str, list[dict]] = collections.defaultdict(list)
+  for d in sorted(glob.glob(os.path.join(study_dir, "*"))):
+    if os.path.exists(os.path.join(d, "results.json")):
+      groups[re.sub(r"_seed\d+$", "", os.path.basename(d))].append(_load(d))
+  return groups
+
+
+_MODEL = re.compile(r"^(fame_text|fame_selector|fame)")
+
+
+def comparison_table(study_dir: str, metric: str = "test/NDCG@10") -> str:
+  """Each FAME group against the SASRec group of the same suffix (fame_text_d128
+  vs sasrec_d128): difference of the seed means, and whether it is beyond the
+  seed spread (every FAME seed above every SASRec seed; needs >= 2 seeds each)."""
+  groups = _groups(study_dir)
+  lines = []
+  for name, runs in sorted(groups.items()):
+    m = _MODEL.match(name)
+    if not m:
+      continue
+    base = "sasrec" + name[m.end():]
+    if base not in groups:
+      continue
+    a = [r["results"][metric] for r in runs]
+    b = [r["results"][metric] for r in groups[base]]
+    va = [r["results"]["valid/NDCG@10"] for r in runs]
+    vb = [r["results"]["valid/NDCG@10"] for r in groups[base]]
+    if len(a) < 2 or len(b) < 2:
+      verdict = "n/a (needs >= 2 seeds each)"
+    elif min(a) > max(b):
+      verdict = "yes: FAME above"
+    elif max(a) < min(b):
+      verdict = "yes: SASRec above"
+    else:
+      verdict = "no (seed ranges overlap)"
+    lines.append(f"| {name} vs {base} | {len(a)} vs {len(b)} | {np.mean(va) - np.mean(vb):+.4f} | "
+                 f"{_fmt(a)} vs {_fmt(b)} | {np.mean(a) - np.mean(b):+.4f} | {verdict} |")
+  if not lines:
+    return ""
+  head = (f"| FAME vs SASRec | seeds | valid NDCG@10 diff | {metric} | diff | beyond seed spread? |\n"
+          "|---|---|---|---|---|---|")
+  return head + "\n" + "\n".join(lines)
 
 
 def probe_table(study_dir: str) -> str:
@@ -75,10 +122,7 @@ def probe_table(study_dir: str) -> str:
 
 def final_table(study_dir: str) -> str:
   """Mean ± std over seeds of every metric, best epoch and wall time."""
-  groups: dict[str, list[dict]] = collections.defaultdict(list)
-  for d in sorted(glob.glob(os.path.join(study_dir, "*"))):
-    if os.path.exists(os.path.join(d, "results.json")):
-      groups[re.sub(r"_seed\d+$", "", os.path.basename(d))].append(_load(d))
+  groups = _groups(study_dir)
   if not groups:
     return ""
   keys = [f"test/{m}@{k}" for m in ("HR", "NDCG") for k in (5, 10, 20)]
@@ -105,10 +149,16 @@ def all_tables() -> str:
       if not os.path.isdir(study_dir):
         continue
       study = os.path.basename(study_dir)
+      if study == "analysis":
+        continue  # Routing summaries (scripts/export_routing.sh), discussed in the text.
       table = probe_table(study_dir) if study.startswith("probe") else final_table(study_dir)
       if table:
         rel = os.path.relpath(study_dir, ROOT)
         out.append(f"#### {dataset} / {study} (`{rel}`)\n\n{table}\n")
+        if not study.startswith("probe"):
+          comp = comparison_table(study_dir)
+          if comp:
+            out.append(f"{comp}\n")
   return "\n".join(out) if out else "_No results yet._\n"
 
 

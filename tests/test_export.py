@@ -230,3 +230,39 @@ def test_pretrain_agreement_plot_is_written_when_a_summary_exists(tmp_path):
   written = plots.plot_export(manifest, arrays, str(tmp_path), str(tmp_path / "run"))
   assert written == ["expert_usage.png", "pretrain_agreement.png"]
   assert os.path.getsize(tmp_path / "pretrain_agreement.png") > 1000
+
+
+def test_routing_summary_against_a_literal_loop():
+  rng = np.random.default_rng(0)
+  u, h, e = 40, 3, 4
+  router = rng.dirichlet(np.ones(e), size=(u, h)).astype(np.float32)
+  gate = rng.dirichlet(np.ones(h), size=u).astype(np.float32)
+  ranks = rng.integers(0, 30, size=u)
+  head_ranks = rng.integers(0, 30, size=(u, h))
+  got = export.routing_summary(router, gate, ranks, head_ranks, k=10)
+  for j in range(h):
+    ent = np.mean([-sum(p * np.log(p) for p in router[i, j]) for i in range(u)])
+    assert got["router_entropy_mean"][j] == pytest.approx(ent, rel=1e-5)
+    users = [i for i in range(u) if max(range(h), key=lambda q: gate[i, q]) == j]
+    row = got["by_top_gate_head"][j]
+    assert row["users"] == len(users)
+    if users:
+      assert row["fused_HR@10"] == pytest.approx(np.mean([ranks[i] < 10 for i in users]))
+      assert row["own_head_HR@10"] == pytest.approx(np.mean([head_ranks[i, j] < 10 for i in users]))
+      other = [min(head_ranks[i, q] for q in range(h) if q != j) < 10 for i in users]
+      assert row["other_heads_best_HR@10"] == pytest.approx(np.mean(other))
+  assert got["router_entropy_max"] == pytest.approx(np.log(e))
+  assert sum(got["top_gate_share"]) == pytest.approx(1.0)
+  # A uniform router sits exactly at the maximum; a one-hot one at zero.
+  flat = export.routing_summary(np.full((5, 2, 4), 0.25, np.float32))
+  assert flat["router_entropy_mean"] == pytest.approx([np.log(4)] * 2)
+  onehot = export.routing_summary(np.eye(4, dtype=np.float32)[[0, 1, 2, 3, 0]][:, None, :])
+  assert onehot["router_entropy_mean"] == pytest.approx([0.0], abs=1e-6)
+  assert "gate_entropy_mean" not in flat
+
+
+def test_export_manifest_carries_the_routing_summary(exported):
+  _, _, _, out_dir, manifest = exported
+  data = export.load_export(out_dir)
+  assert manifest["routing"] == export.routing_summary(
+      data["router"], data["gate"], data["ranks"], data["head_ranks"])

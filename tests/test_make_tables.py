@@ -1,0 +1,54 @@
+"""scripts/make_tables.py: seed grouping, mean ± std, the FAME-vs-SASRec verdict."""
+
+import importlib.util
+import json
+import os
+
+import numpy as np
+import pytest
+
+_PATH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts",
+                     "make_tables.py")
+_spec = importlib.util.spec_from_file_location("make_tables", _PATH)
+make_tables = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(make_tables)
+
+
+def _run(study, name, ndcg10, valid=0.07, config="configs/beauty.py", overrides=""):
+  d = study / name
+  d.mkdir(parents=True)
+  res = {f"test/{m}@{k}": ndcg10 for m in ("HR", "NDCG") for k in (5, 10, 20)}
+  res.update({"valid/NDCG@10": valid, "valid/HR@10": valid, "best_epoch": 3, "train_seconds": 10.0})
+  (d / "results.json").write_text(json.dumps(res))
+  (d / "metrics.jsonl").write_text(json.dumps({"epoch": 1, "train_seconds": 1.0}) + "\n")
+  (d / "command.txt").write_text(f"python train.py --config {config} --workdir x {overrides}")
+
+
+def test_comparison_verdicts(tmp_path):
+  study = tmp_path / "full"
+  for s, v in enumerate((0.050, 0.052)):
+    _run(study, f"sasrec_seed{s}", v, config="configs/sasrec.py:beauty")
+  for s, v in enumerate((0.053, 0.055)):
+    _run(study, f"fame_text_seed{s}", v, valid=0.08, config="configs/beauty_text.py")
+  for s, v in enumerate((0.051, 0.060)):
+    _run(study, f"fame_seed{s}", v)
+  _run(study, "fame_text_d128_seed0", 0.06, overrides="--config.model.hidden_size=128")
+  table = make_tables.comparison_table(str(study))
+  rows = {l.split("|")[1].strip(): l for l in table.splitlines()[2:]}
+  assert set(rows) == {"fame_text vs sasrec", "fame vs sasrec"}  # No sasrec_d128 to compare with.
+  assert "yes: FAME above" in rows["fame_text vs sasrec"]
+  assert f"{np.mean([0.053, 0.055]) - 0.051:+.4f}" in rows["fame_text vs sasrec"]
+  assert "+0.0100" in rows["fame_text vs sasrec"]  # Valid diff 0.08 - 0.07.
+  assert "no (seed ranges overlap)" in rows["fame vs sasrec"]
+  final = make_tables.final_table(str(study))
+  sasrec_row = [l for l in final.splitlines() if l.startswith("| sasrec |")][0]
+  assert "SASRec (E 1, no facet heads)" in sasrec_row
+  assert f"0.0510 ± {np.std([0.050, 0.052], ddof=1):.4f}" in sasrec_row
+  assert "text pre-training" in [l for l in final.splitlines() if l.startswith("| fame_text |")][0]
+
+
+def test_one_seed_gets_no_verdict(tmp_path):
+  study = tmp_path / "full"
+  _run(study, "sasrec_seed0", 0.05)
+  _run(study, "fame_seed0", 0.09)
+  assert "n/a (needs >= 2 seeds each)" in make_tables.comparison_table(str(study))
