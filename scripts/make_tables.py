@@ -139,6 +139,34 @@ def final_table(study_dir: str) -> str:
   return "\n".join(lines)
 
 
+def routing_table(analysis_dir: str) -> str:
+  """One row per `<run>_valid_routing.json` (scripts/export_routing.sh): how
+  much the gate and the expert routers route, and what each head gives alone."""
+  rows = []
+  for path in sorted(glob.glob(os.path.join(analysis_dir, "*_routing.json"))):
+    with open(path) as f:
+      a = json.load(f)
+    rt, split = a["routing"], a["split"]
+    name = os.path.basename(path)[:-len("_routing.json")]
+    heads = " / ".join(f"{hm['NDCG@10']:.4f}" for hm in a["head_metrics"].values()) or "-"
+    router = " / ".join(f"{v:.3f}" for v in rt["router_entropy_mean"])
+    if "gate_entropy_mean" in rt:
+      gate = f"{rt['gate_entropy_mean']:.3f} (max {rt['gate_entropy_max']:.3f})"
+      share = " / ".join(f"{v:.2f}" for v in rt["top_gate_share"])
+      own = " / ".join(f"{r['own_head_HR@10']:.3f} vs {r['other_heads_best_HR@10']:.3f}"
+                       for r in rt["by_top_gate_head"])
+    else:
+      gate = share = own = "-"
+    rows.append(f"| {name} | {a['metrics'][f'{split}/NDCG@10']:.4f} | {heads} | {gate} | {share} | {own} | "
+                f"{router} (max {rt['router_entropy_max']:.3f}) |")
+  if not rows:
+    return ""
+  head = ("| run | NDCG@10 fused | NDCG@10 of each head alone | gate entropy | users per top-gate head | "
+          "HR@10 of the top-gate head alone vs the other head, on its users | router entropy per head |\n"
+          "|---|---|---|---|---|---|---|")
+  return head + "\n" + "\n".join(rows)
+
+
 def all_tables() -> str:
   out = []
   for dataset_dir in sorted(glob.glob(os.path.join(ROOT, "results", "*"))):
@@ -150,7 +178,11 @@ def all_tables() -> str:
         continue
       study = os.path.basename(study_dir)
       if study == "analysis":
-        continue  # Routing summaries (scripts/export_routing.sh), discussed in the text.
+        table = routing_table(study_dir)
+        if table:
+          rel = os.path.relpath(study_dir, ROOT)
+          out.append(f"#### {dataset} / routing inside trained FAME models, validation split (`{rel}`)\n\n{table}\n")
+        continue
       table = probe_table(study_dir) if study.startswith("probe") else final_table(study_dir)
       if table:
         rel = os.path.relpath(study_dir, ROOT)

@@ -52,3 +52,19 @@ def test_one_seed_gets_no_verdict(tmp_path):
   _run(study, "sasrec_seed0", 0.05)
   _run(study, "fame_seed0", 0.09)
   assert "n/a (needs >= 2 seeds each)" in make_tables.comparison_table(str(study))
+
+
+def test_routing_table_reads_the_export_summary(tmp_path):
+  from fame_jax import export
+  rng = np.random.default_rng(1)
+  gate = rng.dirichlet(np.ones(2), size=30)
+  routing = export.routing_summary(rng.dirichlet(np.ones(4), size=(30, 2)), gate,
+                                   rng.integers(0, 20, 30), rng.integers(0, 20, (30, 2)))
+  summary = {"split": "valid", "metrics": {"valid/NDCG@10": 0.0703},
+             "head_metrics": {"head0": {"NDCG@10": 0.03}, "head1": {"NDCG@10": 0.04}},
+             "routing": routing}
+  (tmp_path / "fame_x_valid_routing.json").write_text(json.dumps(summary))
+  row = make_tables.routing_table(str(tmp_path)).splitlines()[2]
+  assert row.startswith("| fame_x_valid | 0.0703 | 0.0300 / 0.0400 |")
+  assert f"{routing['gate_entropy_mean']:.3f} (max {np.log(2):.3f})" in row
+  assert f"(max {np.log(4):.3f})" in row
