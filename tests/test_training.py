@@ -201,6 +201,30 @@ def test_packed_loss_equals_unpacked_loss():
   assert abs(lp - lu) < 1e-5, (lp, lu)
 
 
+
+def test_prefix_last_loss_at_the_last_column_equals_the_loss_over_all_positions():
+  """The prefix_last step scores only the last column; value and gradient must
+  equal the literal loss over every [B, W] position with zero weights elsewhere."""
+  config = _config(**{"train.examples": "prefix_last"})
+  dataset, split, mesh, model, state = _model_state_batches(config)
+  batcher = batching.make_batcher(split.train, examples="prefix_last", max_len=config.data.max_len,
+                                  batch_size=16, packing=False)
+  batches = [b for b in batcher.epoch(0, 1) if b["items"].shape[1] > 2][:2]
+  assert batches, "need batches wider than 2 columns"
+  full = steps_lib.make_loss_fn(model, _config(**{"train.examples": "all_positions"}))
+  last = steps_lib.make_loss_fn(model, config)
+  rng = jax.random.key(5)
+  for b in batches:
+    w = b["weights"]
+    assert (w[:, :-1] == 0).all() and (w[:, -1] > 0).any(), "targets sit in the last column"
+    (v_full, aux_full), g_full = jax.value_and_grad(full, has_aux=True)(state.params, b, rng)
+    (v_last, aux_last), g_last = jax.value_and_grad(last, has_aux=True)(state.params, b, rng)
+    assert float(aux_full[1]) == float(aux_last[1]) == float(w.sum())
+    np.testing.assert_allclose(float(v_last), float(v_full), rtol=1e-6)
+    for a, c in zip(jax.tree_util.tree_leaves(g_last), jax.tree_util.tree_leaves(g_full)):
+      np.testing.assert_allclose(np.asarray(a), np.asarray(c), rtol=1e-4, atol=1e-7)
+
+
 _DEVICES_SCRIPT = textwrap.dedent("""
     import json, sys
     import jax

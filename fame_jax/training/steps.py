@@ -20,6 +20,33 @@ from fame_jax import evaluation, losses, parallel
 from fame_jax.models import FAME, score_items
 
 
+def make_loss_fn(model: FAME, config: ml_collections.ConfigDict) -> Callable:
+  """``loss_fn(params, batch, dropout_rng) -> (mean loss, (loss_sum, weight_sum))``.
+
+  Full-softmax CE at every position with ``weights > 0``. ``prefix_last``
+  batches carry their one target per row in the last column (the batcher
+  left-pads every prefix), so only that column's outputs go through the loss:
+  the same value and gradient as the loss over all ``[B, W]`` positions with
+  zero weights elsewhere, at ``1 / W`` of the ``[targets, d] x [d, N]`` cost
+  (it was ~10x the all_positions loss work per Beauty epoch).
+  """
+  ce = losses.get_loss_fn(config.train.loss_impl, config.train.loss_chunk_items)
+  last_only = config.train.examples == "prefix_last"
+
+  def loss_fn(params, batch, dropout_rng):
+    u, _ = model.apply({"params": params}, batch["items"], batch["positions"], batch["segments"],
+                       train=True, rngs={"dropout": dropout_rng})
+    targets, weights = batch["targets"], batch["weights"]
+    if last_only:
+      u, targets, weights = u[:, -1:], targets[:, -1:], weights[:, -1:]
+    d = u.shape[-1]
+    loss_sum, weight_sum = ce(u.reshape(-1, d), params["item_emb"]["embedding"],
+                              targets.reshape(-1), weights.reshape(-1))
+    return loss_sum / jnp.maximum(weight_sum, 1.0), (loss_sum, weight_sum)
+
+  return loss_fn
+
+
 def make_train_step(model: FAME, config: ml_collections.ConfigDict, mesh: Mesh) -> Callable:
   """Returns the jitted ``train_step(state, batch, rng) -> (state, metrics)``.
 
@@ -27,15 +54,7 @@ def make_train_step(model: FAME, config: ml_collections.ConfigDict, mesh: Mesh) 
   ``weights > 0`` (SPEC section 4): the mean over real targets in the global
   batch. ``metrics`` holds ``loss_sum`` and ``weight_sum``.
   """
-  ce = losses.get_loss_fn(config.train.loss_impl, config.train.loss_chunk_items)
-
-  def loss_fn(params, batch, dropout_rng):
-    u, _ = model.apply({"params": params}, batch["items"], batch["positions"], batch["segments"],
-                       train=True, rngs={"dropout": dropout_rng})
-    d = u.shape[-1]
-    loss_sum, weight_sum = ce(u.reshape(-1, d), params["item_emb"]["embedding"],
-                              batch["targets"].reshape(-1), batch["weights"].reshape(-1))
-    return loss_sum / jnp.maximum(weight_sum, 1.0), (loss_sum, weight_sum)
+  loss_fn = make_loss_fn(model, config)
 
   def train_step(state, batch, rng):
     dropout_rng = jax.random.fold_in(rng, state.step)
