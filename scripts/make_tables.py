@@ -69,17 +69,22 @@ _MODEL = re.compile(r"^(fame_text|fame_selector|fame)")
 
 def comparison_table(study_dir: str, metric: str = "test/NDCG@10") -> str:
   """Each FAME group against the SASRec group of the same suffix (fame_text_d128
-  vs sasrec_d128): difference of the seed means, and whether it is beyond the
-  seed spread (every FAME seed above every SASRec seed; needs >= 2 seeds each)."""
+  vs sasrec_d128) and, for a FAME variant with a suffix, also against the plain
+  `sasrec` group (the SASRec the study tuned, whose own variants did not beat
+  it): difference of the seed means, and whether it is beyond the seed spread
+  (every FAME seed above every SASRec seed; needs >= 2 seeds each)."""
   groups = _groups(study_dir)
-  lines = []
-  for name, runs in sorted(groups.items()):
+  pairs = []
+  for name in sorted(groups):
     m = _MODEL.match(name)
     if not m:
       continue
-    base = "sasrec" + name[m.end():]
-    if base not in groups:
-      continue
+    for base in dict.fromkeys(("sasrec" + name[m.end():], "sasrec")):
+      if base in groups:
+        pairs.append((name, base))
+  lines = []
+  for name, base in pairs:
+    runs = groups[name]
     a = [r["results"][metric] for r in runs]
     b = [r["results"][metric] for r in groups[base]]
     va = [r["results"]["valid/NDCG@10"] for r in runs]

@@ -35,11 +35,20 @@ def test_comparison_verdicts(tmp_path):
   _run(study, "fame_text_d128_seed0", 0.06, overrides="--config.model.hidden_size=128")
   table = make_tables.comparison_table(str(study))
   rows = {l.split("|")[1].strip(): l for l in table.splitlines()[2:]}
-  assert set(rows) == {"fame_text vs sasrec", "fame vs sasrec"}  # No sasrec_d128 to compare with.
+  # No sasrec_d128 yet: the d128 variant is compared with the plain SASRec only.
+  assert set(rows) == {"fame_text vs sasrec", "fame vs sasrec", "fame_text_d128 vs sasrec"}
+  assert "n/a (needs >= 2 seeds each)" in rows["fame_text_d128 vs sasrec"]
+  assert "+0.0090" in rows["fame_text_d128 vs sasrec"]  # 0.06 - 0.051.
   assert "yes: FAME above" in rows["fame_text vs sasrec"]
   assert f"{np.mean([0.053, 0.055]) - 0.051:+.4f}" in rows["fame_text vs sasrec"]
   assert "+0.0100" in rows["fame_text vs sasrec"]  # Valid diff 0.08 - 0.07.
   assert "no (seed ranges overlap)" in rows["fame vs sasrec"]
+  _run(study, "sasrec_d128_seed0", 0.058, overrides="--config.model.hidden_size=128")
+  rows = {l.split("|")[1].strip(): l
+          for l in make_tables.comparison_table(str(study)).splitlines()[2:]}
+  assert set(rows) == {"fame_text vs sasrec", "fame vs sasrec", "fame_text_d128 vs sasrec",
+                       "fame_text_d128 vs sasrec_d128"}
+  assert "+0.0020" in rows["fame_text_d128 vs sasrec_d128"]  # 0.06 - 0.058.
   final = make_tables.final_table(str(study))
   sasrec_row = [l for l in final.splitlines() if l.startswith("| sasrec |")][0]
   assert "SASRec (E 1, no facet heads)" in sasrec_row
