@@ -144,6 +144,28 @@ def final_table(study_dir: str) -> str:
   return "\n".join(lines)
 
 
+def in_progress_table(study_dir: str) -> str:
+  """Runs interrupted by the end of a session: how far they got (validation only, no test)."""
+  lines = []
+  for d in sorted(glob.glob(os.path.join(study_dir, "*"))):
+    path = os.path.join(d, "metrics.jsonl")
+    if not os.path.exists(path):
+      continue
+    with open(path) as f:
+      rows = [json.loads(l) for l in f if l.strip()]
+    evals = [r for r in rows if "valid/NDCG@10" in r]
+    if not evals:
+      continue
+    best = max(evals, key=lambda r: r["valid/NDCG@10"])
+    secs = np.median([r["train_seconds"] for r in rows])
+    lines.append(f"| {os.path.basename(d)} | {rows[-1]['epoch']} | {best['valid/NDCG@10']:.4f} (epoch "
+                 f"{best['epoch']}) | {evals[-1]['valid/NDCG@10']:.4f} | {secs:.1f} |")
+  if not lines:
+    return ""
+  return ("| interrupted run (no test) | epochs done | best valid NDCG@10 so far | last valid NDCG@10 "
+          "| train s/epoch |\n|---|---|---|---|---|\n" + "\n".join(lines))
+
+
 def routing_table(analysis_dir: str) -> str:
   """One row per `<run>_valid_routing.json` (scripts/export_routing.sh): how
   much the gate and the expert routers route, and what each head gives alone."""
@@ -187,6 +209,12 @@ def all_tables() -> str:
         if table:
           rel = os.path.relpath(study_dir, ROOT)
           out.append(f"#### {dataset} / routing inside trained FAME models, validation split (`{rel}`)\n\n{table}\n")
+        continue
+      if study == "in_progress":
+        table = in_progress_table(study_dir)
+        if table:
+          rel = os.path.relpath(study_dir, ROOT)
+          out.append(f"#### {dataset} / runs interrupted by the end of a session (`{rel}`)\n\n{table}\n")
         continue
       table = probe_table(study_dir) if study.startswith("probe") else final_table(study_dir)
       if table:

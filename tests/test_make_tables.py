@@ -77,3 +77,15 @@ def test_routing_table_reads_the_export_summary(tmp_path):
   assert row.startswith("| fame_x_valid | 0.0703 | 0.0300 / 0.0400 |")
   assert f"{routing['gate_entropy_mean']:.3f} (max {np.log(2):.3f})" in row
   assert f"(max {np.log(4):.3f})" in row
+
+
+def test_in_progress_table(tmp_path):
+  d = tmp_path / "in_progress" / "sasrec_seed1"
+  d.mkdir(parents=True)
+  rows = [{"epoch": e, "train_seconds": t, "valid/NDCG@10": v}
+          for e, t, v in ((1, 80.0, 0.01), (2, 70.0, 0.03), (3, 72.0, 0.02))]
+  (d / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+  table = make_tables.in_progress_table(str(tmp_path / "in_progress"))
+  row = table.splitlines()[2]
+  assert row == "| sasrec_seed1 | 3 | 0.0300 (epoch 2) | 0.0200 | 72.0 |"
+  assert make_tables.in_progress_table(str(tmp_path / "none")) == ""

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Stop the queue workers (scripts/queue_worker.sh) and their training runs, and
+# keep what the interrupted runs measured: for every claimed run of the queue
+# without final results, its metrics.jsonl so far and the command that was
+# running go to results/<dataset>/in_progress/<name>/ (small files only; the
+# checkpoints stay in runs/, which does not outlive a fresh checkout).
+#
+#   bash scripts/stop_workers.sh scripts/queue.txt
+set -uo pipefail
+queue=${1:?usage: stop_workers.sh QUEUE_FILE}
+py=${PYTHON:-.venv/bin/python}
+claims=runs/.claims
+pkill -f "queue_worker.sh $queue" || true
+pkill -f "train.py --config" || true
+sleep 2
+[[ -d "$claims" ]] || { echo "no claims in $claims"; exit 0; }
+while read -r config dataset study name overrides; do
+  [[ -z "${config:-}" || "$config" == \#* ]] && continue
+  [[ -d "$claims/${dataset}__${study}__${name}" ]] || continue
+  [[ -f "results/$dataset/$study/$name/results.json" ]] && continue
+  workdir="runs/$dataset/$study/$name"
+  if [[ ! -s "$workdir/metrics.jsonl" ]]; then
+    echo "$dataset/$study/$name: interrupted before its first metrics line, nothing to keep"
+    continue
+  fi
+  out="results/$dataset/in_progress/$name"
+  mkdir -p "$out"
+  cp "$workdir/metrics.jsonl" "$out/"
+  [[ -f "$workdir/config.json" ]] && cp "$workdir/config.json" "$out/"
+  echo "$py train.py --config $config --workdir $workdir --config.train.progress=False $overrides" > "$out/command.txt"
+  echo "$dataset/$study/$name: $(wc -l < "$out/metrics.jsonl") metrics lines kept in $out"
+done < "$queue"
