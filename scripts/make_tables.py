@@ -194,6 +194,13 @@ def routing_table(analysis_dir: str) -> str:
   return head + "\n" + "\n".join(rows)
 
 
+# Study folders that are not training studies: their table and heading.
+_SPECIAL_STUDIES = {
+    "analysis": (routing_table, "routing inside trained FAME models, validation split"),
+    "in_progress": (in_progress_table, "runs interrupted by the end of a session"),
+}
+
+
 def all_tables() -> str:
   out = []
   for dataset_dir in sorted(glob.glob(os.path.join(ROOT, "results", "*"))):
@@ -204,17 +211,12 @@ def all_tables() -> str:
       if not os.path.isdir(study_dir):
         continue
       study = os.path.basename(study_dir)
-      if study == "analysis":
-        table = routing_table(study_dir)
+      if study in _SPECIAL_STUDIES:
+        table_fn, title = _SPECIAL_STUDIES[study]
+        table = table_fn(study_dir)
         if table:
           rel = os.path.relpath(study_dir, ROOT)
-          out.append(f"#### {dataset} / routing inside trained FAME models, validation split (`{rel}`)\n\n{table}\n")
-        continue
-      if study == "in_progress":
-        table = in_progress_table(study_dir)
-        if table:
-          rel = os.path.relpath(study_dir, ROOT)
-          out.append(f"#### {dataset} / runs interrupted by the end of a session (`{rel}`)\n\n{table}\n")
+          out.append(f"#### {dataset} / {title} (`{rel}`)\n\n{table}\n")
         continue
       table = probe_table(study_dir) if study.startswith("probe") else final_table(study_dir)
       if table:
