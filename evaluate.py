@@ -7,6 +7,10 @@
 
 import json
 
+if __name__ == "__main__":  # Before JAX loads: re-runs once with malloc on huge pages.
+  from fame_jax import runtime
+  runtime.use_huge_pages()
+
 from absl import app, flags, logging
 from ml_collections import config_flags
 

@@ -24,6 +24,10 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
+from fame_jax import runtime  # noqa: E402
+
+runtime.use_huge_pages()  # Before JAX loads (fame_jax/runtime.py).
+
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402

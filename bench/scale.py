@@ -36,6 +36,10 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from fame_jax import runtime  # noqa: E402
+
+runtime.use_huge_pages()  # Before JAX loads (fame_jax/runtime.py).
+
 CASES = {
     "ml20m": dict(users=138_000, items=27_000, interactions=20_000_000, min_len=20, max_len=200),
     "items1m": dict(users=200_000, items=1_000_000, interactions=2_000_000, min_len=5, max_len=50),

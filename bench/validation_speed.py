@@ -17,6 +17,10 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from fame_jax import runtime  # noqa: E402
+
+runtime.use_huge_pages()  # Before JAX loads (fame_jax/runtime.py).
+
 from configs import beauty  # noqa: E402
 from fame_jax.models import FAME  # noqa: E402
 from fame_jax.training import loop  # noqa: E402

@@ -223,6 +223,8 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
+  from fame_jax import runtime
+  runtime.use_huge_pages()  # Re-runs once with malloc on huge pages (fame_jax/runtime.py).
   from absl import app, flags
   from ml_collections import config_flags
 
