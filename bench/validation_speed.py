@@ -1,14 +1,18 @@
-"""Wall time of the in-training validation (model + full ranking) on Beauty. Prints one JSON line.
+"""Wall time of the in-training validation (model + full ranking). Prints one JSON line.
 
   .venv/bin/python bench/validation_speed.py --workdir runs/beauty/full/sasrec_seed0 --sasrec
+  .venv/bin/python bench/validation_speed.py --config configs/sasrec.py:ml1m \
+      --workdir runs/ml1m/full/sasrec_seed0
 
 Loads a trained Beauty workdir's best checkpoint and runs the training loop's
 own validation (``loop._evaluate_split``) three times: the first includes
 compilation (one per history-width bucket), the others are what each epoch's
-validation costs. Needs ../shared/data and a finished workdir.
+validation costs. Needs ../shared/data and a workdir with a checkpoint made
+with ``--config`` (default ``configs/beauty.py``).
 """
 
 import argparse
+import importlib.util
 import json
 import os
 import resource
@@ -21,7 +25,6 @@ from fame_jax import runtime  # noqa: E402
 
 runtime.use_huge_pages()  # Before JAX loads (fame_jax/runtime.py).
 
-from configs import beauty  # noqa: E402
 from fame_jax.models import FAME  # noqa: E402
 from fame_jax.training import loop  # noqa: E402
 
@@ -29,9 +32,16 @@ from fame_jax.training import loop  # noqa: E402
 def main():
   ap = argparse.ArgumentParser()
   ap.add_argument("--workdir", required=True)
-  ap.add_argument("--sasrec", action="store_true", help="the workdir holds a SASRec run")
+  ap.add_argument("--config", default="configs/beauty.py",
+                  help="config file of the run, optionally file.py:arg (as train.py)")
+  ap.add_argument("--sasrec", action="store_true",
+                  help="the workdir holds a SASRec run made with a FAME --config")
   args = ap.parse_args()
-  c = beauty.get_config()
+  path, _, arg = args.config.partition(":")
+  spec = importlib.util.spec_from_file_location("run_config", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  c = module.get_config(arg) if arg else module.get_config()
   if args.sasrec:
     c.model.num_experts, c.model.facet_heads = 1, False
   dataset, split = loop.load_data(c)
@@ -42,7 +52,7 @@ def main():
     t = time.perf_counter()
     m = loop._evaluate_split(model, params, c, split, "valid", dataset.num_items, progress=False)
     walls.append(round(time.perf_counter() - t, 3))
-  print(json.dumps({"bench": "validation_speed", "workdir": args.workdir, "users": len(split.train),
+  print(json.dumps({"bench": "validation_speed", "config": args.config, "workdir": args.workdir, "users": len(split.train),
                     "items": dataset.num_items, "wall_seconds": walls,
                     "valid/NDCG@10": m["valid/NDCG@10"],
                     "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}))

@@ -266,6 +266,30 @@ def test_packed_row_equals_separate_rows(overrides):
   assert np.abs(u[3, 3:] - u[2, :3]).max() > 1e-4
 
 
+@pytest.mark.parametrize("overrides", [
+    dict(), dict(num_experts=1, facet_heads=False), dict(moe_residual="key_proj"),
+    dict(facet_item_proj="slice"), dict(num_experts=1), dict(gate="uniform"),
+    dict(facet_heads=False), dict(moe_all_layers=True), dict(num_heads=1)])
+def test_query_index_equals_that_row_of_the_full_model(overrides):
+  # The evaluation fast path: the last block computed at one row per
+  # sequence must give that row of the full computation, for every block kind.
+  model, params = _random_model(**overrides)
+  items, positions, segments = ref.mixed_batch()
+  u, inter = _apply(model, params, items, positions, segments, train=False)
+  for rows in ([5, 2, 0, 3], [0, 5, 4, 1]):
+    index = jnp.asarray(rows, jnp.int32)
+    u1, inter1 = _apply(model, params, items, positions, segments, train=False,
+                        query_index=index)
+    pick = np.arange(len(rows)), np.asarray(rows)
+    assert u1.shape == (len(rows), 1, u.shape[-1])
+    np.testing.assert_allclose(u1[:, 0], np.asarray(u)[pick], rtol=1e-5, atol=1e-6)
+    for name, value in inter.items():
+      np.testing.assert_allclose(inter1[name][:, 0], np.asarray(value)[pick], rtol=1e-5,
+                                 atol=1e-6, err_msg=name)
+  # Control: another row differs, so the comparison can fail.
+  assert np.abs(np.asarray(u1[:, 0]) - np.asarray(u)[:, 2]).max() > 1e-4
+
+
 # ---------------------------------------------------------------- gate, router
 
 

@@ -169,13 +169,16 @@ class FameBlock(nn.Module):
   s: ModelSettings
 
   @nn.compact
-  def __call__(self, x: jax.Array, mask: jax.Array, train: bool):
+  def __call__(self, x: jax.Array, mask: jax.Array, train: bool,
+               query_index: jax.Array | None = None):
     """Per-head facet representations and the user vector.
 
     Args:
       x: ``[B, L, d]`` block input.
       mask: ``[B, L, L]`` bool attention mask.
       train: enables dropout.
+      query_index: optional ``[B]`` int: compute only row ``query_index[b]``
+        (the outputs below then have ``L = 1``).
 
     Returns:
       ``(u, intermediates)``: ``u [B, L, d]`` with
@@ -184,11 +187,13 @@ class FameBlock(nn.Module):
       ``router [B, L, H, E]``, ``head_outputs [B, L, H, d']`` (the ``F^h``).
     """
     s = self.s
-    b, l, d = x.shape
     hh, dh = s.num_heads, s.head_size
     deterministic = not train
     mixed, router, keys = layers.MoEAttention(
-        hh, s.num_experts, s.fame_dropout, s.init_std, name="attention")(x, mask, train)
+        hh, s.num_experts, s.fame_dropout, s.init_std, name="attention")(x, mask, train,
+                                                                         query_index)
+    x = layers.take_rows(x, query_index)
+    b, l, d = x.shape
     drop = nn.Dropout(s.fame_dropout)
     # X^h: the h-th d' slice of the input, or the shared key K^h.
     residual = x.reshape(b, l, hh, dh) if s.moe_residual == "slice" else keys
@@ -235,7 +240,7 @@ class FAME(nn.Module):
 
   @nn.compact
   def __call__(self, items: jax.Array, positions: jax.Array, segments: jax.Array,
-               train: bool = False):
+               train: bool = False, query_index: jax.Array | None = None):
     """Encodes sequences into per-position user vectors.
 
     Args:
@@ -246,6 +251,11 @@ class FAME(nn.Module):
         earlier-or-equal row index with the same nonzero segment id (packed
         rows hold several users as segments 1, 2, ...).
       train: enables dropout (needs the ``"dropout"`` rng).
+      query_index: optional ``[B]`` int32: the last block computes only row
+        ``query_index[b]`` of each sequence (the earlier blocks still run on
+        every row, which that row attends to), and every output below has
+        ``L = 1``: the scored position at evaluation, for a fraction of the
+        last block's cost. Equal to that row of the full outputs.
 
     Returns:
       ``(u, intermediates)``: ``u [B, L, d]`` float32 user vectors (zero at
@@ -278,12 +288,12 @@ class FAME(nn.Module):
       x, _ = layers.TransformerBlock(s.num_heads, s.trunk_experts, s.ffn_inner, s.dropout, eps,
                                      std, name=f"block_{i}")(x, mask, train)
     if s.facet_heads:
-      u, intermediates = FameBlock(s, name="fame_block")(x, mask, train)
+      u, intermediates = FameBlock(s, name="fame_block")(x, mask, train, query_index)
     else:
       u, intermediates = layers.TransformerBlock(
           s.num_heads, s.last_block_experts, s.ffn_inner, s.fame_dropout, eps, std,
-          name="fame_block")(x, mask, train)
-    return jnp.where(real, u, 0.0), intermediates
+          name="fame_block")(x, mask, train, query_index)
+    return jnp.where(layers.take_rows(real, query_index), u, 0.0), intermediates
 
 
 def score_items(u: jax.Array, item_table: jax.Array) -> jax.Array:

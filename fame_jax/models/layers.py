@@ -69,6 +69,20 @@ def masked_softmax(logits: jax.Array, mask: jax.Array) -> jax.Array:
   return jax.nn.softmax(jnp.where(mask, logits, MASK_VALUE), axis=-1)
 
 
+def take_rows(x: jax.Array, index: jax.Array | None) -> jax.Array:
+  """``x[b, index[b]]`` kept as a length-1 axis: ``[B, L, ...] -> [B, 1, ...]``.
+
+  Identity when ``index`` is None. Used to compute a block only at the rows
+  that are scored (each user's last position at evaluation): keys and values
+  still come from every row, so the outputs equal those rows of the full
+  computation.
+  """
+  if index is None:
+    return x
+  idx = index.astype(jnp.int32).reshape((-1, 1) + (1,) * (x.ndim - 2))
+  return jnp.take_along_axis(x, idx, axis=1)
+
+
 class FeedForward(nn.Module):
   """Point-wise ``width -> inner -> width`` GELU FFN with biases.
 
@@ -115,29 +129,34 @@ class MultiHeadAttention(nn.Module):
   init_std: float
 
   @nn.compact
-  def __call__(self, x: jax.Array, mask: jax.Array, train: bool):
+  def __call__(self, x: jax.Array, mask: jax.Array, train: bool,
+               query_index: jax.Array | None = None):
     """Attends within the mask.
 
     Args:
       x: ``[B, L, d]``.
       mask: ``[B, L, L]`` bool from :func:`attention_mask`.
       train: enables dropout.
+      query_index: optional ``[B]`` int: compute only query row
+        ``query_index[b]`` of each sequence (``Q = L_q = 1`` below).
 
     Returns:
-      ``(heads, router, keys)``: ``heads [B, L, H, d']`` per-head outputs,
-      ``router [B, L, H, 1]`` ones (one expert), ``keys [B, L, H, d']``.
+      ``(heads, router, keys)``: ``heads [B, Q, H, d']`` per-head outputs,
+      ``router [B, Q, H, 1]`` ones (one expert), ``keys [B, Q, H, d']``
+      (``Q = L`` without ``query_index``).
     """
     d = x.shape[-1]
     dh = d // self.num_heads
     proj = lambda name: nn.DenseGeneral(  # noqa: E731
         (self.num_heads, dh), kernel_init=normal_init(self.init_std), name=name)
-    q, k, v = proj("query")(x), proj("key")(x), proj("value")(x)  # [B, L, H, d']
+    q = proj("query")(take_rows(x, query_index))  # [B, Q, H, d']
+    k, v = proj("key")(x), proj("value")(x)  # [B, L, H, d']
     logits = jnp.einsum("bqhk,bshk->bhqs", q, k) / jnp.sqrt(dh).astype(x.dtype)
-    probs = masked_softmax(logits, mask[:, None])
+    probs = masked_softmax(logits, take_rows(mask, query_index)[:, None])
     probs = nn.Dropout(self.dropout_rate)(probs, deterministic=not train)
     heads = jnp.einsum("bhqs,bshk->bqhk", probs, v)
     router = jnp.ones(heads.shape[:-1] + (1,), heads.dtype)
-    return heads, router, k
+    return heads, router, take_rows(k, query_index)
 
 
 class MoEAttention(nn.Module):
@@ -166,38 +185,43 @@ class MoEAttention(nn.Module):
   init_std: float
 
   @nn.compact
-  def __call__(self, x: jax.Array, mask: jax.Array, train: bool):
+  def __call__(self, x: jax.Array, mask: jax.Array, train: bool,
+               query_index: jax.Array | None = None):
     """Mixes the experts' attention outputs per head.
 
     Args:
       x: ``[B, L, d]``.
       mask: ``[B, L, L]`` bool from :func:`attention_mask`.
       train: enables dropout.
+      query_index: optional ``[B]`` int: compute only query row
+        ``query_index[b]`` of each sequence (``Q = 1`` below).
 
     Returns:
-      ``(heads, router, keys)``: ``heads [B, L, H, d']`` the mixtures ``f^h``,
-      ``router [B, L, H, E]`` the weights ``beta^h``, ``keys [B, L, H, d']``
-      the shared keys ``K^h`` (the ``"key_proj"`` residual).
+      ``(heads, router, keys)``: ``heads [B, Q, H, d']`` the mixtures ``f^h``,
+      ``router [B, Q, H, E]`` the weights ``beta^h``, ``keys [B, Q, H, d']``
+      the shared keys ``K^h`` at the query rows (the ``"key_proj"``
+      residual); ``Q = L`` without ``query_index``.
     """
     d = x.shape[-1]
     hh, ee = self.num_heads, self.num_experts
     dh = d // hh
     init = normal_init(self.init_std)
-    q = nn.DenseGeneral((hh, ee, dh), use_bias=False, kernel_init=init, name="query")(x)
+    q = nn.DenseGeneral((hh, ee, dh), use_bias=False, kernel_init=init, name="query")(
+        take_rows(x, query_index))
     k = nn.DenseGeneral((hh, dh), use_bias=False, kernel_init=init, name="key")(x)
     v = nn.DenseGeneral((hh, dh), use_bias=False, kernel_init=init, name="value")(x)
     logits = jnp.einsum("bqhek,bshk->bheqs", q, k) / jnp.sqrt(dh).astype(x.dtype)
-    probs = masked_softmax(logits, mask[:, None, None])
+    probs = masked_softmax(logits, take_rows(mask, query_index)[:, None, None])
     probs = nn.Dropout(self.dropout_rate)(probs, deterministic=not train)
     experts = jnp.einsum("bheqs,bshk->bqhek", probs, v)  # f^{h,n}: [B, L, H, E, d']
     if ee == 1:
-      return experts[..., 0, :], jnp.ones(experts.shape[:-1], experts.dtype), k
+      return experts[..., 0, :], jnp.ones(experts.shape[:-1], experts.dtype), take_rows(k, query_index)
     w_exp = self.param("router", init, (hh, ee * dh, ee))
     # Expert-major concatenation [f^{h,1} || ... || f^{h,E}] along d'.
     concat = experts.reshape(experts.shape[:3] + (ee * dh,))
     router = jax.nn.softmax(jnp.einsum("bqhf,hfe->bqhe", concat, w_exp), axis=-1)
     heads = jnp.einsum("bqhe,bqhek->bqhk", router, experts)
-    return heads, router, k
+    return heads, router, take_rows(k, query_index)
 
 
 class TransformerBlock(nn.Module):
@@ -224,18 +248,22 @@ class TransformerBlock(nn.Module):
   init_std: float
 
   @nn.compact
-  def __call__(self, x: jax.Array, mask: jax.Array, train: bool):
+  def __call__(self, x: jax.Array, mask: jax.Array, train: bool,
+               query_index: jax.Array | None = None):
     """One block.
 
     Args:
       x: ``[B, L, d]``.
       mask: ``[B, L, L]`` bool.
       train: enables dropout.
+      query_index: optional ``[B]`` int: outputs only at row
+        ``query_index[b]`` (``Q = 1``), equal to that row of the full block.
 
     Returns:
-      ``(y, intermediates)``: ``y [B, L, d]``; ``intermediates`` holds
-      ``router [B, L, H, E]`` (ones for standard attention) and
-      ``head_outputs [B, L, H, d']`` (per-head attention outputs before W_O).
+      ``(y, intermediates)``: ``y [B, Q, d]``; ``intermediates`` holds
+      ``router [B, Q, H, E]`` (ones for standard attention) and
+      ``head_outputs [B, Q, H, d']`` (per-head attention outputs before W_O);
+      ``Q = L`` without ``query_index``.
     """
     d = x.shape[-1]
     if self.num_experts:
@@ -244,7 +272,8 @@ class TransformerBlock(nn.Module):
     else:
       attention = MultiHeadAttention(self.num_heads, self.dropout_rate, self.init_std,
                                      name="attention")
-    heads, router, _ = attention(x, mask, train)
+    heads, router, _ = attention(x, mask, train, query_index)
+    x = take_rows(x, query_index)
     out = nn.DenseGeneral(d, axis=(-2, -1), kernel_init=normal_init(self.init_std),
                           name="out")(heads)  # W_O, kernel [H, d', d]
     drop = nn.Dropout(self.dropout_rate)

@@ -119,8 +119,10 @@ def make_user_vector_fn(model: FAME, examples: str, max_len: int | None = None) 
   @jax.jit
   def user_vectors(params, inputs, lengths):
     items, positions, segments, last = eval_model_inputs(inputs, lengths, left_pad, max_len)
-    u, _ = model.apply({"params": params}, items, positions, segments, train=False)
-    return jnp.take_along_axis(u, last[:, None, None], axis=1)[:, 0]
+    # The last block runs only at the scored row (FAME query_index).
+    u, _ = model.apply({"params": params}, items, positions, segments, train=False,
+                       query_index=last)
+    return u[:, 0]
 
   return user_vectors
 
