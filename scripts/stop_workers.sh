@@ -6,13 +6,21 @@
 # checkpoints stay in runs/, which does not outlive a fresh checkout).
 #
 #   bash scripts/stop_workers.sh scripts/queue.txt
+#   bash scripts/stop_workers.sh scripts/queue.txt --snapshot   # keep them running
+#
+# With --snapshot nothing is stopped: the running runs' metrics so far are
+# copied the same way (e.g. to commit them while the queue goes on).
 set -uo pipefail
-queue=${1:?usage: stop_workers.sh QUEUE_FILE}
+queue=${1:?usage: stop_workers.sh QUEUE_FILE [--snapshot]}
+mode=${2:-stop}
+[[ "$mode" == stop || "$mode" == --snapshot ]] || { echo "unknown option: $mode" >&2; exit 2; }
 py=${PYTHON:-.venv/bin/python}
 claims=runs/.claims
-pkill -f "queue_worker.sh $queue" || true
-pkill -f "train.py --config" || true
-sleep 2
+if [[ "$mode" == stop ]]; then
+  pkill -f "queue_worker.sh $queue" || true
+  pkill -f "train.py --config" || true
+  sleep 2
+fi
 [[ -d "$claims" ]] || { echo "no claims in $claims"; exit 0; }
 while read -r config dataset study name overrides; do
   [[ -z "${config:-}" || "$config" == \#* ]] && continue
