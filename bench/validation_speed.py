@@ -12,7 +12,6 @@ with ``--config`` (default ``configs/beauty.py``).
 """
 
 import argparse
-import importlib.util
 import json
 import os
 import resource
@@ -25,6 +24,7 @@ from fame_jax import runtime  # noqa: E402
 
 runtime.use_huge_pages()  # Before JAX loads (fame_jax/runtime.py).
 
+from fame_jax.data import stats  # noqa: E402
 from fame_jax.models import FAME  # noqa: E402
 from fame_jax.training import loop  # noqa: E402
 
@@ -37,11 +37,7 @@ def main():
   ap.add_argument("--sasrec", action="store_true",
                   help="the workdir holds a SASRec run made with a FAME --config")
   args = ap.parse_args()
-  path, _, arg = args.config.partition(":")
-  spec = importlib.util.spec_from_file_location("run_config", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  c = module.get_config(arg) if arg else module.get_config()
+  c = stats.load_config(args.config, [])
   if args.sasrec:
     c.model.num_experts, c.model.facet_heads = 1, False
   dataset, split = loop.load_data(c)

@@ -6,8 +6,9 @@ glibc serves blocks that large with a fresh ``mmap`` and unmaps them on
 ``free``, so each step touches them anew and the kernel faults them in 4 KiB
 at a time, which in a VM costs more than the arithmetic: on the 2-core
 development CPU writing a fresh ``[1500, 12102]`` float32 array took 30 ms,
-against 10 ms with huge pages, and a whole Beauty FAME step (dense loss)
-130 ms against 84 ms (``results/bench/train_throughput.jsonl``).
+against 10 ms with huge pages (``results/bench/step_profile.md``), and a whole
+Beauty FAME step (dense loss) 145.6 ms against 85.5 ms
+(``results/bench/train_throughput.jsonl``).
 
 glibc >= 2.35 has a tunable, ``glibc.malloc.hugetlb=1``, that makes malloc
 ask for transparent huge pages (2 MiB) on its mappings. Tunables are read only

@@ -44,3 +44,10 @@ def test_sasrec_config_is_the_dataset_config_with_a_plain_last_block(dataset):
 def test_sasrec_config_rejects_unknown_dataset():
   with pytest.raises(Exception, match="unknown dataset"):
     _load("configs/sasrec.py:nope")
+
+
+def test_stats_load_config_takes_file_and_arg():
+  from fame_jax.data import stats
+  c = stats.load_config("configs/sasrec.py:beauty", ["--config.train.seed=3"])
+  assert (c.model.num_experts, c.model.facet_heads, c.data.name, c.train.seed) == (1, False, "beauty", 3)
+  assert stats.load_config("configs/beauty.py", []).model.num_experts == 4

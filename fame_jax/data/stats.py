@@ -85,7 +85,8 @@ def baseline_hr(ds: Dataset, k: int = 10) -> dict[str, float]:
 def load_config(path: str, overrides: list[str]) -> Any:
   """Loads a config file and applies ``--config.a.b=value`` overrides.
 
-  Like ``ml_collections.config_flags`` but also accepts files that only define
+  Like ``ml_collections.config_flags`` (``path`` may be ``file.py:arg``, which
+  calls ``get_config(arg)``) but also accepts files that only define
   ``get_base_config()`` (``configs/base.py``), which config_flags cannot load.
   Values are parsed as Python literals when possible (``5``, ``True``,
   ``(5, 10)``), else taken as strings, then type-checked by ConfigDict.
@@ -97,6 +98,7 @@ def load_config(path: str, overrides: list[str]) -> Any:
   import ml_collections
 
   sys.path.insert(0, ".")  # So "from configs.base import ..." resolves.
+  path, _, arg = path.partition(":")
   spec = importlib.util.spec_from_file_location("_fame_stats_config", path)
   if spec is None or spec.loader is None:
     raise SystemExit(f"cannot load config file {path!r}")
@@ -104,7 +106,7 @@ def load_config(path: str, overrides: list[str]) -> Any:
   spec.loader.exec_module(module)
   factory = getattr(module, "get_config", None) or getattr(
       module, "get_base_config")
-  cfg = factory()
+  cfg = factory(arg) if arg else factory()
   for item in overrides:
     if not item.startswith("--config.") or "=" not in item:
       raise SystemExit(f"unrecognised argument {item!r}; expected "
