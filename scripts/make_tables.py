@@ -18,6 +18,7 @@ import glob
 import json
 import os
 import re
+import shlex
 
 import numpy as np
 
@@ -48,7 +49,8 @@ _COMMON = re.compile(r"--config\.(train\.(progress|max_epochs|eval_every_epochs|
 
 def _changes(command: str) -> str:
   """The run's own overrides (the study's shared ones left out), e.g. `model.gate=uniform`."""
-  args = [a for a in command.split() if a.startswith("--config.") and not _COMMON.match(a)]
+  args = [a for a in shlex.split(command, comments=True)
+          if a.startswith("--config.") and not _COMMON.match(a)]
   if re.search(r"--config configs/\w+_text\.py", command) or "pretrain.enabled=True" in command:
     args = ["text pre-training"] + [a for a in args if "pretrain.enabled" not in a]
   if re.search(r"--config configs/sasrec\.py", command):
@@ -194,9 +196,37 @@ def routing_table(analysis_dir: str) -> str:
   return head + "\n" + "\n".join(rows)
 
 
+def score_scale_table(analysis_dir: str) -> str:
+  """One row per line of `score_scale.jsonl` (scripts/score_scale.py): the
+  scale of a trained model's scores and the temperature that would fit best."""
+  path = os.path.join(analysis_dir, "score_scale.jsonl")
+  if not os.path.exists(path):
+    return ""
+  rows = []
+  with open(path) as f:
+    for n, line in enumerate(f, 1):
+      if not line.strip():
+        continue
+      try:
+        r = json.loads(line)
+      except json.JSONDecodeError as e:
+        raise SystemExit(f"{path}:{n}: not JSON ({e})") from e
+      rows.append(f"| {os.path.relpath(r['run'], 'results')} | {r['valid/NDCG@10']:.4f} | {r['u_norm']:.2f} | "
+                  f"{r['item_norm']:.3f} | {r['score_std']:.2f} | {r['ce']:.4f} | {r['best_t']:.3f} | "
+                  f"{r['ce_at_best_t']:.4f} |")
+  head = ("| run (validation users, best checkpoint) | NDCG@10 | mean norm of u | mean norm of item emb | "
+          "score std over items | target CE | CE-optimal score factor t | CE at t |\n"
+          "|---|---|---|---|---|---|---|---|")
+  return head + "\n" + "\n".join(rows)
+
+
+def analysis_tables(analysis_dir: str) -> str:
+  return "\n\n".join(t for t in (routing_table(analysis_dir), score_scale_table(analysis_dir)) if t)
+
+
 # Study folders that are not training studies: their table and heading.
 _SPECIAL_STUDIES = {
-    "analysis": (routing_table, "routing inside trained FAME models, validation split"),
+    "analysis": (analysis_tables, "inside trained models, validation split"),
     "in_progress": (in_progress_table, "runs interrupted by the end of a session"),
 }
 

@@ -51,7 +51,10 @@ while true; do
   if $cmd > "$workdir/train.log" 2>&1; then
     mkdir -p "$out"
     cp "$workdir"/{results.json,config.json,metrics.jsonl} "$out"/
-    echo "$cmd" > "$out/command.txt"
+    # Shell-quoted, so the line can be pasted back into a shell (values like
+    # ('genres',) hold characters the shell would otherwise interpret).
+    # shellcheck disable=SC2086
+    { printf '%q ' $cmd; echo; } > "$out/command.txt"
     echo "=== $(date -u +%H:%M:%S) done $dataset/$study/$name"
   else
     echo "=== $(date -u +%H:%M:%S) FAILED $dataset/$study/$name (see $workdir/train.log)"

@@ -23,5 +23,6 @@ while read -r name overrides; do
       "${common[@]}" $overrides
   mkdir -p "$out"
   cp "$workdir"/{results.json,config.json,metrics.jsonl} "$out"/
-  echo "$py train.py --config $config --workdir $workdir --config.train.progress=False ${common[*]} $overrides" > "$out/command.txt"
+  # shellcheck disable=SC2086
+  { printf '%q ' $py train.py --config "$config" --workdir "$workdir" --config.train.progress=False "${common[@]}" $overrides; echo; } > "$out/command.txt"
 done < "$list"

@@ -35,6 +35,7 @@ while read -r config dataset study name overrides; do
   mkdir -p "$out"
   cp "$workdir/metrics.jsonl" "$out/"
   [[ -f "$workdir/config.json" ]] && cp "$workdir/config.json" "$out/"
-  echo "$py train.py --config $config --workdir $workdir --config.train.progress=False $overrides" > "$out/command.txt"
+  # shellcheck disable=SC2086
+  { printf '%q ' $py train.py --config $config --workdir $workdir --config.train.progress=False $overrides; echo; } > "$out/command.txt"
   echo "$dataset/$study/$name: $(wc -l < "$out/metrics.jsonl") metrics lines kept in $out"
 done < "$queue"

@@ -89,3 +89,29 @@ def test_in_progress_table(tmp_path):
   row = table.splitlines()[2]
   assert row == "| sasrec_seed1 | 3 | 0.0300 (epoch 2) | 0.0200 | 72.0 |"
   assert make_tables.in_progress_table(str(tmp_path / "none")) == ""
+
+
+def test_score_scale_table(tmp_path):
+  row = {"run": "results/ml1m/full/sasrec_seed0", "users": 3, "u_norm": 15.076, "item_norm": 1.17,
+         "score_std": 3.1, "ce": 5.6665, "best_t": 0.841, "ce_at_best_t": 5.6249,
+         "valid/NDCG@10": 0.1781}
+  (tmp_path / "score_scale.jsonl").write_text(json.dumps(row) + "\n")
+  table = make_tables.score_scale_table(str(tmp_path))
+  lines = table.splitlines()
+  assert len(lines) == 3
+  # Every line of a markdown table has the same number of cells.
+  assert len({l.count("|") for l in lines}) == 1
+  assert "| ml1m/full/sasrec_seed0 | 0.1781 | 15.08 | 1.170 | 3.10 | 5.6665 | 0.841 | 5.6249 |" == lines[2]
+  (tmp_path / "score_scale.jsonl").write_text(json.dumps(row) + "\nnot json\n")
+  with pytest.raises(SystemExit, match="score_scale.jsonl:2"):
+    make_tables.score_scale_table(str(tmp_path))
+  assert make_tables.score_scale_table(str(tmp_path / "missing")) == ""
+
+
+def test_changes_reads_shell_quoted_commands():
+  # scripts/queue_worker.sh writes command.txt with `printf %q`.
+  cmd = (r".venv/bin/python train.py --config configs/beauty_text.py --workdir runs/x "
+         r"--config.train.progress=False --config.model.num_heads=1 "
+         r"--config.pretrain.facets=\(\'leaf_category\'\,\) --config.train.seed=0  # note")
+  assert make_tables._changes(cmd) == (
+      "text pre-training, model.num_heads=1, pretrain.facets=('leaf_category',)")
