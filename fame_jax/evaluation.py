@@ -266,6 +266,25 @@ class _Histories:
     idx = np.where(valid, first[:, None] + col, self.total)
     return self.flat[idx]
 
+  def padded_chunk(self, lo: int, hi: int, size: int, max_len: int, width: int):
+    """Users ``lo .. hi-1`` as a fixed-size chunk of ``size`` rows (static shapes).
+
+    Returns ``(rows [size], real [size] bool, lengths [size] int32, inputs
+    [size, max_len], history [size, width])``: the model window (last
+    ``max_len`` items), its real length, and the whole history (``width`` 0 =
+    a ``[size, 1]`` zero column, for no history masking). Pad rows (``real``
+    False) are all zeros; ``rows`` points them at user ``0``.
+    """
+    rows = np.zeros(size, np.int64)
+    rows[:hi - lo] = np.arange(lo, hi)
+    real = np.arange(size) < hi - lo
+    lengths = np.where(real, np.minimum(self.lens[rows], max_len), 0).astype(np.int32)
+    inputs = self.window(rows, max_len, last=True)
+    inputs[~real] = 0
+    full = self.window(rows, width, last=False) if width else np.zeros((size, 1), np.int32)
+    full[~real] = 0
+    return rows, real, lengths, inputs, full
+
 
 def evaluate(score_fn: ScoreFn, histories: Sequence[np.ndarray], targets: np.ndarray,
              num_items: int, *, batch_size: int = 512, mask_history: bool = True,

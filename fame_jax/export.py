@@ -312,15 +312,9 @@ def export_run(config: ml_collections.ConfigDict, workdir: str, out_dir: str, sp
   pieces: dict[str, list[np.ndarray]] = {}
   for lo in range(0, num_users, bsz):
     hi = min(lo + bsz, num_users)
-    rows = np.zeros(bsz, np.int64)
-    rows[:hi - lo] = np.arange(lo, hi)
-    real = np.arange(bsz) < hi - lo
-    lengths = np.where(real, np.minimum(hist.lens[rows], max_len), 0).astype(np.int32)
-    inputs = hist.window(rows, max_len, last=True)
-    inputs[~real] = 0
+    rows, real, lengths, inputs, full = hist.padded_chunk(lo, hi, bsz, max_len,
+                                                          width if mask_history else 0)
     tgt = np.where(real, targets[rows], 1).astype(np.int32)
-    full = hist.window(rows, width, last=False) if mask_history else np.zeros((bsz, 1), np.int32)
-    full[~real] = 0
     out = chunk_fn(params, item_x, jnp.asarray(inputs), jnp.asarray(lengths), jnp.asarray(tgt),
                    jnp.asarray(full))
     for k, v in out.items():  # Stream: only this chunk's small outputs stay.

@@ -101,14 +101,7 @@ def measure(results_dir: str, chunk: int = 256) -> dict:
   got: dict[str, list] = {}
   for lo in range(0, n, chunk):
     hi = min(lo + chunk, n)
-    rows = np.zeros(chunk, np.int64)
-    rows[:hi - lo] = np.arange(lo, hi)
-    real = np.arange(chunk) < hi - lo
-    lengths = np.where(real, np.minimum(hist.lens[rows], max_len), 0).astype(np.int32)
-    inputs = hist.window(rows, max_len, last=True)
-    inputs[~real] = 0
-    full = hist.window(rows, width, last=False)
-    full[~real] = 0
+    rows, real, lengths, inputs, full = hist.padded_chunk(lo, hi, chunk, max_len, width)
     tgt = np.where(real, targets[rows], 1).astype(np.int32)
     out = stats_fn(params, jnp.asarray(inputs), jnp.asarray(lengths), jnp.asarray(tgt),
                    jnp.asarray(full))

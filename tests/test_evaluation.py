@@ -247,3 +247,20 @@ def test_nan_target_score_ranks_worst():
       jnp.array([[np.nan]], jnp.float32), jnp.ones((4, 1)), jnp.array([2], jnp.int32),
       jnp.zeros((1, 1), jnp.int32), item_chunk=3)
   assert int(chunked[0]) == 3
+
+
+def test_padded_chunk_matches_literal_rows():
+  rng = np.random.default_rng(0)
+  hists = [rng.integers(1, 50, size=n).astype(np.int32) for n in (0, 3, 7, 1, 12)]
+  h = evaluation._Histories(hists)  # pylint: disable=protected-access
+  rows, real, lengths, inputs, full = h.padded_chunk(2, 5, 4, max_len=5, width=16)
+  assert rows.tolist() == [2, 3, 4, 0] and real.tolist() == [True, True, True, False]
+  assert lengths.tolist() == [5, 1, 5, 0]
+  for i, u in enumerate((2, 3, 4)):
+    last = hists[u][-5:]
+    assert inputs[i, :len(last)].tolist() == last.tolist() and not inputs[i, len(last):].any()
+    assert full[i, :len(hists[u])].tolist() == hists[u].tolist()
+    assert not full[i, len(hists[u]):].any()
+  assert not inputs[3].any() and not full[3].any()
+  _, _, _, _, none = h.padded_chunk(0, 2, 4, max_len=5, width=0)
+  assert none.shape == (4, 1) and not none.any()
