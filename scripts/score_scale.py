@@ -85,10 +85,11 @@ def measure(results_dir: str, chunk: int = 256) -> dict:
     u, _ = model.apply({"params": params}, items, positions, segments, train=False)
     u = jnp.take_along_axis(u, last[:, None, None], axis=1)[:, 0]  # [B, d]
     table = params["item_emb"]["embedding"]
-    s = score_items(u, table)[:, 1:]  # [B, N]; drop the pad column.
+    scores = score_items(u, table)  # [B, N + 1], column 0 (pad) -inf.
+    s = scores[:, 1:]  # Real items only.
     tgt = jnp.take_along_axis(s, (targets - 1)[:, None], axis=1)[:, 0]
     ce_t = jax.vmap(lambda t: jax.nn.logsumexp(t * s, axis=1) - t * tgt)(ts)  # [T, B]
-    ranks = evaluation.compute_ranks(score_items(u, table), targets, history, True)
+    ranks = evaluation.compute_ranks(scores, targets, history, True)
     return {"u_norm": jnp.linalg.norm(u, axis=1), "score_std": jnp.std(s, axis=1),
             "ce_t": ce_t.T, "ranks": ranks}
 
