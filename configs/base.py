@@ -57,6 +57,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.model.moe_residual = "slice"  # "slice" (X^h) or "key_proj" (X W_K^h).
   c.model.gate = "learned"  # "learned" softmax gate or "uniform" mean.
   c.model.moe_all_layers = False  # True = MoE attention in every layer.
+  c.model.head_mix = False  # True = Linear(d, d) over the heads' attention outputs before FFN'.
   c.model.layer_norm_eps = 1e-12  # LayerNorm epsilon (RecBole SASRec).
   c.model.init_std = 0.02  # N(0, std) for weights and embeddings.
   c.model.max_len = 50  # Rows of the position table; must be >= data.max_len.

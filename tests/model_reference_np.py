@@ -168,6 +168,10 @@ def fame_scores_loop(params, items, positions, segments, s):
       x = transformer_block(x, p[f"block_{i}"], seg, hh, ee, s.trunk_experts > 0, eps)
     mix, router, keys = attention_heads(x, fb["attention"], seg, hh, ee, moe=True)
     routers[b] = router
+    if s.head_mix:
+      hm = fb["head_mix"]
+      mix = np.stack([(mix[t].reshape(-1) @ hm["kernel"] + hm["bias"]).reshape(hh, dh)
+                      for t in range(length)])
     for t in range(length):
       if seg[t] == 0:
         continue

@@ -1,13 +1,15 @@
 """Every committed config loads through train.py's flag machinery and validates."""
 
 import glob
+import json
 import os
 
 import pytest
 from absl import flags
 from ml_collections import config_flags
 
-from fame_jax.training.config_check import validate_config
+from configs.base import get_base_config
+from fame_jax.training.config_check import ADDED_DEFAULTS, validate_config, with_added_defaults
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = sorted(os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, "configs", "*.py"))
@@ -51,3 +53,48 @@ def test_stats_load_config_takes_file_and_arg():
   c = stats.load_config("configs/sasrec.py:beauty", ["--config.train.seed=3"])
   assert (c.model.num_experts, c.model.facet_heads, c.data.name, c.train.seed) == (1, False, "beauty", 3)
   assert stats.load_config("configs/beauty.py", []).model.num_experts == 4
+
+
+def test_added_defaults_fill_old_configs_and_match_base():
+  base = json.loads(get_base_config().to_json_best_effort())
+  old = json.loads(json.dumps(base))
+  for dotted in ADDED_DEFAULTS:
+    *parents, leaf = dotted.split(".")
+    node = old
+    for part in parents:
+      node = node[part]
+    del node[leaf]
+  assert old != base
+  filled = with_added_defaults(old)
+  # The filled-in values are the base defaults, so an old run's config reads
+  # as the model it was trained as; present keys are never overwritten.
+  assert filled == base
+  assert "head_mix" not in old["model"]  # The input is not modified.
+  changed = json.loads(json.dumps(base))
+  changed["model"]["head_mix"] = True
+  assert with_added_defaults(changed)["model"]["head_mix"] is True
+
+
+def test_model_variant_names_sasrec_fame_and_head_mix():
+  from fame_jax.training.loop import model_variant
+  m = get_base_config().model
+  assert model_variant(m).startswith("FAME (H=2, E=4")
+  assert "head_mix" not in model_variant(m)
+  m.head_mix = True
+  assert model_variant(m).endswith(", head_mix)")
+  m.num_experts, m.facet_heads, m.head_mix = 1, False, False
+  assert model_variant(m).startswith("SASRec")
+
+
+@pytest.mark.parametrize("overrides,field", [
+    (dict(head_mix=True, facet_heads=False), "config.model.head_mix"),
+    (dict(facet_item_proj="dot"), "config.model.facet_item_proj"),
+    (dict(hidden_size=31), "config.model.hidden_size=31"),
+])
+def test_validate_config_names_the_bad_field(overrides, field):
+  c = get_base_config()
+  for key, value in overrides.items():
+    setattr(c.model, key, value)
+  with pytest.raises(ValueError, match=field.replace(".", r"\.")):
+    validate_config(c)
+  validate_config(get_base_config())  # The base config itself passes.

@@ -60,7 +60,10 @@ def test_fame_scores_equal_loop_reference(facet_item_proj, moe_residual, ffn_hea
     dict(moe_all_layers=True, facet_proj_init="selector"),
     dict(num_experts=1, num_layers=1),
     dict(num_heads=1, num_experts=2),
-], ids=["uniform_gate_3_layers", "moe_all_layers", "one_expert_one_layer", "one_head"])
+    dict(head_mix=True),
+    dict(head_mix=True, moe_residual="key_proj", facet_item_proj="slice"),
+], ids=["uniform_gate_3_layers", "moe_all_layers", "one_expert_one_layer", "one_head", "head_mix",
+        "head_mix_key_proj_slice"])
 def test_fame_variants_equal_loop_reference(overrides):
   cfg = ref.small_model_config(**overrides)
   model, params = _model_and_params(cfg, seed=3)

@@ -112,6 +112,26 @@ def test_optional_fame_params_absent(overrides, absent):
   assert absent not in params["fame_block"]
 
 
+def test_head_mix_param_is_a_d_by_d_linear_and_changes_the_output():
+  _, params = _shapes(ref.small_model_config(head_mix=True))
+  assert _shape_tree(params["fame_block"]["head_mix"]) == {"kernel": (16, 16), "bias": (16,)}
+  assert "head_mix" not in _shapes(ref.small_model_config())[1]["fame_block"]
+  # With the mixing Linear set to the identity the block is the unmixed one;
+  # any other mixing changes u (so the option is really wired in).
+  model_mix, rand = _random_model(head_mix=True)
+  model_plain = FAME(cfg=ref.small_model_config(), num_items=N)
+  batch = ref.mixed_batch()
+  plain = jax.tree.map(lambda a: a, rand)
+  del plain["fame_block"]["head_mix"]
+  ident = jax.tree.map(lambda a: a, rand)
+  ident["fame_block"]["head_mix"] = {"kernel": jnp.eye(16), "bias": jnp.zeros(16)}
+  u_plain, _ = _apply(model_plain, plain, *batch, train=False)
+  u_ident, _ = _apply(model_mix, ident, *batch, train=False)
+  u_mix, _ = _apply(model_mix, rand, *batch, train=False)
+  np.testing.assert_allclose(u_ident, u_plain, rtol=1e-6, atol=1e-6)
+  assert np.abs(np.asarray(u_mix) - np.asarray(u_plain)).max() > 1e-3
+
+
 def test_one_expert_has_no_router_param():
   _, params = _shapes(ref.small_model_config(num_experts=1))
   assert "router" not in params["fame_block"]["attention"]
@@ -126,6 +146,7 @@ def test_one_expert_has_no_router_param():
     dict(facet_heads=False),
     dict(facet_heads=False, moe_all_layers=True),
     dict(num_heads=4, num_experts=2, num_layers=1),
+    dict(head_mix=True),
 ])
 def test_counted_difference_equals_extra_params_formula(overrides):
   fame_cfg = ref.small_model_config(**overrides)
@@ -269,7 +290,7 @@ def test_packed_row_equals_separate_rows(overrides):
 @pytest.mark.parametrize("overrides", [
     dict(), dict(num_experts=1, facet_heads=False), dict(moe_residual="key_proj"),
     dict(facet_item_proj="slice"), dict(num_experts=1), dict(gate="uniform"),
-    dict(facet_heads=False), dict(moe_all_layers=True), dict(num_heads=1)])
+    dict(facet_heads=False), dict(moe_all_layers=True), dict(num_heads=1), dict(head_mix=True)])
 def test_query_index_equals_that_row_of_the_full_model(overrides):
   # The evaluation fast path: the last block computed at one row per
   # sequence must give that row of the full computation, for every block kind.

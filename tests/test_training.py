@@ -103,6 +103,30 @@ def test_evaluate_reproduces_results_and_rejects_mismatched_config(tiny_run):
     loop.evaluate_workdir(_config(**{"data.synthetic.num_items": 150}), workdir, "test")
 
 
+def test_workdir_from_before_an_added_config_key_still_resumes_and_evaluates(tiny_run):
+  # A config.json written before model.head_mix existed lacks the key; it
+  # means the default, so evaluation and resumption must accept it.
+  config, workdir, results = tiny_run
+  path = os.path.join(workdir, "config.json")
+  with open(path) as f:
+    original = f.read()
+  stored = json.loads(original)
+  del stored["model"]["head_mix"]
+  try:
+    with open(path, "w") as f:
+      json.dump(stored, f)
+    test = loop.evaluate_workdir(config, workdir, "test")
+    assert test["test/NDCG@10"] == pytest.approx(results["test/NDCG@10"], abs=1e-7)
+    loop._prepare_workdir(config, workdir)  # The resume check: accepted, no ValueError.
+    with open(path, "w") as f:
+      json.dump(stored, f)
+    with pytest.raises(ValueError, match="(?s)does not fit.*model.head_mix"):
+      loop.evaluate_workdir(_config(**{"model.head_mix": True}), workdir, "test")
+  finally:
+    with open(path, "w") as f:
+      f.write(original)
+
+
 def test_evaluate_cli_prints_the_same_metrics(tiny_run, tmp_path):
   config, workdir, results = tiny_run
   export_dir = str(tmp_path / "export")

@@ -49,6 +49,7 @@ class ModelSettings:
   moe_residual: str
   gate: str
   moe_all_layers: bool
+  head_mix: bool
   layer_norm_eps: float
   init_std: float
   max_len: int
@@ -118,6 +119,8 @@ def model_settings(cfg: Any) -> ModelSettings:
       moe_residual=_choice("moe_residual", cfg.moe_residual, ("slice", "key_proj")),
       gate=_choice("gate", cfg.gate, ("learned", "uniform")),
       moe_all_layers=bool(cfg.moe_all_layers),
+      # Configs written before the option existed lack the key.
+      head_mix=bool(getattr(cfg, "head_mix", False)),
       layer_norm_eps=float(cfg.layer_norm_eps),
       init_std=float(cfg.init_std),
       max_len=int(getattr(cfg, "max_len", _DEFAULT_MAX_LEN)),
@@ -157,7 +160,9 @@ def item_embedding_init(std: float) -> nn.initializers.Initializer:
 class FameBlock(nn.Module):
   """The FAME block (SPEC section 2) plus the gate and facet projection (3).
 
-  Params: ``attention`` (:class:`layers.MoEAttention`), ``residual_norm`` and
+  Params: ``attention`` (:class:`layers.MoEAttention`), ``head_mix``
+  (Linear(d, d) over the concatenated head outputs, only with
+  ``head_mix=True``), ``residual_norm`` and
   ``head_ffn_norm`` (LayerNorm over d', shared by heads), ``head_ffn`` (FFN',
   shared by heads), ``gate`` (Linear(d, H), only with ``gate="learned"``) and
   ``facet_proj [H, d, d']`` (``W_f^h``, only with
@@ -194,6 +199,11 @@ class FameBlock(nn.Module):
                                                                          query_index)
     x = layers.take_rows(x, query_index)
     b, l, d = x.shape
+    if s.head_mix:
+      # A W_O before the split: head h's FFN' then sees every head's attention
+      # output (a SASRec block mixes heads here; the SPEC FAME block does not).
+      mixed = nn.Dense(d, kernel_init=layers.normal_init(s.init_std), name="head_mix")(
+          mixed.reshape(b, l, d)).reshape(b, l, hh, dh)
     drop = nn.Dropout(s.fame_dropout)
     # X^h: the h-th d' slice of the input, or the shared key K^h.
     residual = x.reshape(b, l, hh, dh) if s.moe_residual == "slice" else keys

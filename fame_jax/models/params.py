@@ -41,7 +41,8 @@ def extra_params_formula(cfg: Any, num_items: int) -> int:
   ``+ 2(2d')`` (the two shared LayerNorm(d'))
   ``+ 2d'i' + i' + d'`` (FFN' with biases)
   ``+ [gate = learned] (dH + H)`` (gate)
-  ``+ [facet_item_proj = linear] H d d' = d^2`` (``W_f``).
+  ``+ [facet_item_proj = linear] H d d' = d^2`` (``W_f``)
+  ``+ [head_mix] (d^2 + d)`` (the head-mixing Linear).
 
   A non-facet MoE block (the last block with ``facet_heads=False`` and
   ``E > 1``, or each trunk block with ``moe_all_layers`` and ``E > 1``) is a
@@ -69,7 +70,8 @@ def extra_params_formula(cfg: Any, num_items: int) -> int:
     router = ee * ee * d if ee > 1 else 0
     last = ((ee + 2) * d * d + router + 4 * dh + 2 * dh * head_inner + head_inner + dh
             + (d * hh + hh if s.gate == "learned" else 0)
-            + (d * d if s.facet_item_proj == "linear" else 0))
+            + (d * d if s.facet_item_proj == "linear" else 0)
+            + (d * d + d if s.head_mix else 0))
   else:
     last = standard + (moe_swap if ee > 1 else 0)
   trunk_extra = (s.num_layers - 1) * moe_swap if s.trunk_experts else 0

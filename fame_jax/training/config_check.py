@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import ml_collections
@@ -42,6 +43,9 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   if m.get("max_len", config.data.max_len) < config.data.max_len:
     errors.append(f"config.model.max_len={m.max_len} must be >= config.data.max_len="
                   f"{config.data.max_len} (rows of the position table)")
+  if m.get("head_mix", False) and not m.facet_heads:
+    errors.append("config.model.head_mix=True needs config.model.facet_heads=True (a standard "
+                  "last block already mixes its heads with W_O)")
   if not 0.0 <= m.dropout < 1.0:
     errors.append(f"config.model.dropout={m.dropout} must be in [0, 1)")
   if config.train.learning_rate <= 0:
@@ -60,6 +64,23 @@ def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
       out.update(_flatten(v, f"{prefix}{k}."))
     return out
   return {prefix[:-1]: d}
+
+
+# Config keys added after runs were made, each with the value that rebuilds
+# those runs' model; a stored config.json without the key means that value.
+ADDED_DEFAULTS = {"model.head_mix": False}
+
+
+def with_added_defaults(stored: dict) -> dict:
+  """A copy of a stored ``config.json`` dict with :data:`ADDED_DEFAULTS` filled in."""
+  out = json.loads(json.dumps(stored))
+  for dotted, value in ADDED_DEFAULTS.items():
+    *parents, leaf = dotted.split(".")
+    node = out
+    for part in parents:
+      node = node.setdefault(part, {})
+    node.setdefault(leaf, value)
+  return out
 
 
 def config_differences(a: dict, b: dict) -> list[tuple[str, Any, Any]]:

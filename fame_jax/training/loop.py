@@ -33,7 +33,8 @@ from fame_jax.models import FAME, count_params
 from fame_jax.training import checkpoints as ckpt_lib
 from fame_jax.training import state as state_lib
 from fame_jax.training import steps as steps_lib
-from fame_jax.training.config_check import config_differences, validate_config
+from fame_jax.training.config_check import (config_differences, validate_config,
+                                             with_added_defaults)
 
 # Config fields that may differ when resuming (they do not change the result
 # of the epochs already run).
@@ -59,8 +60,9 @@ def model_variant(model_cfg: ml_collections.ConfigDict) -> str:
   """Names the model variant written next to every result (TRAPS 9)."""
   if model_cfg.num_experts == 1 and not model_cfg.facet_heads and not model_cfg.moe_all_layers:
     return "SASRec (post-LN RecBole-style, GELU FFN, full-softmax CE)"
+  mix = ", head_mix" if model_cfg.get("head_mix", False) else ""
   return (f"FAME (H={model_cfg.num_heads}, E={model_cfg.num_experts}, facet_heads={model_cfg.facet_heads}, "
-          f"gate={model_cfg.gate}, facet_item_proj={model_cfg.facet_item_proj})")
+          f"gate={model_cfg.gate}, facet_item_proj={model_cfg.facet_item_proj}{mix})")
 
 
 def _evaluate_split(model, params, config, split: Split, which: str, num_items: int,
@@ -97,7 +99,7 @@ def _prepare_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
   resolved = json.loads(config.to_json_best_effort())
   if os.path.exists(path):
     with open(path) as f:
-      stored = json.load(f)
+      stored = with_added_defaults(json.load(f))
     diffs = [d for d in config_differences(stored, resolved) if d[0] not in _RESUMABLE_DIFFS]
     if diffs:
       lines = "\n".join(f"  {k}: workdir has {a!r}, command has {b!r}" for k, a, b in diffs[:20])
@@ -341,7 +343,8 @@ def restore_params(config: ml_collections.ConfigDict, workdir: str, num_items: i
 # config that agrees on all of them.
 _SHAPE_FIELDS = ("model.hidden_size", "model.num_layers", "model.num_heads", "model.num_experts",
                  "model.ffn_inner", "model.ffn_head_inner", "model.facet_heads", "model.facet_item_proj",
-                 "model.moe_residual", "model.gate", "model.moe_all_layers", "model.max_len")
+                 "model.moe_residual", "model.gate", "model.moe_all_layers", "model.head_mix",
+                 "model.max_len")
 
 
 def _check_fits(config: ml_collections.ConfigDict, workdir: str, num_items: int) -> None:
@@ -349,7 +352,7 @@ def _check_fits(config: ml_collections.ConfigDict, workdir: str, num_items: int)
   if not os.path.exists(path):
     raise FileNotFoundError(f"{path} not found: is {workdir} a train.py workdir?")
   with open(path) as f:
-    stored = json.load(f)
+    stored = with_added_defaults(json.load(f))
   resolved = json.loads(config.to_json_best_effort())
   diffs = [d for d in config_differences(stored, resolved) if d[0] in _SHAPE_FIELDS]
   msgs = [f"  {k}: checkpoint has {a!r}, config has {b!r}" for k, a, b in diffs]
