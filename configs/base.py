@@ -54,6 +54,9 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.model.facet_heads = True  # False = concat heads + W_O (SASRec last layer).
   c.model.facet_item_proj = "linear"  # "linear" (W_f^h) or "slice".
   c.model.facet_proj_init = "normal"  # "normal" N(0, 0.02) or "selector".
+  # Value of the selector entries of W_f^h (selector init and FAME+ hand-off).
+  # With H heads a near-uniform gate scales u by ~1/H; H undoes that at the start.
+  c.model.facet_proj_scale = 1.0
   c.model.moe_residual = "slice"  # "slice" (X^h) or "key_proj" (X W_K^h).
   c.model.gate = "learned"  # "learned" softmax gate or "uniform" mean.
   c.model.moe_all_layers = False  # True = MoE attention in every layer.

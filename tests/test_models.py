@@ -216,6 +216,14 @@ def test_selector_init_picks_chunks_and_starts_linear_equal_to_slice():
   u_lin, _ = _apply(model_lin, rand, *batch, train=False)
   u_slice, _ = _apply(model_slice, sliced, *batch, train=False)
   np.testing.assert_allclose(u_lin, u_slice, rtol=1e-6, atol=1e-6)
+  # facet_proj_scale a: the selector entries are a, so u is a times the slice u.
+  model_scaled, _ = _random_model(facet_proj_init="selector", facet_proj_scale=2.0)
+  w2 = np.asarray(_init(ref.small_model_config(facet_proj_init="selector",
+                                               facet_proj_scale=2.0))[1]["fame_block"]["facet_proj"])
+  np.testing.assert_array_equal(w2, 2.0 * w)
+  rand["fame_block"]["facet_proj"] = jnp.asarray(w2)
+  u_scaled, _ = _apply(model_scaled, rand, *batch, train=False)
+  np.testing.assert_allclose(u_scaled, 2.0 * np.asarray(u_slice), rtol=1e-6, atol=1e-6)
 
 
 # ---------------------------------------------------------------- masking

@@ -131,6 +131,11 @@ def test_handoff_facet_embeddings_equal_scaled_pretrained(tmp_path, proj):
       x_h = table[:, h * d_head:(h + 1) * d_head]
     np.testing.assert_allclose(x_h, c_h * emb[:, h], rtol=1e-5, atol=1e-8)
     assert np.sqrt(np.mean(x_h[1:] ** 2)) == pytest.approx(0.02, rel=1e-5)
+  if proj == "linear":  # facet_proj_scale multiplies the selectors.
+    scaled = handoff.apply_pretrained_item_embeddings(
+        params, str(tmp_path), ml_collections.ConfigDict(dict(cfg, facet_proj_scale=2.0)))
+    np.testing.assert_array_equal(np.asarray(scaled["fame_block"]["facet_proj"]),
+                                  2.0 * np.asarray(new["fame_block"]["facet_proj"]))
   if proj == "slice":  # No W_f: left as it was.
     np.testing.assert_array_equal(new["fame_block"]["facet_proj"], params["fame_block"]["facet_proj"])
   # Mismatches are refused with a clear message.

@@ -46,6 +46,7 @@ class ModelSettings:
   facet_heads: bool
   facet_item_proj: str
   facet_proj_init: str
+  facet_proj_scale: float
   moe_residual: str
   gate: str
   moe_all_layers: bool
@@ -116,6 +117,8 @@ def model_settings(cfg: Any) -> ModelSettings:
       facet_heads=bool(cfg.facet_heads),
       facet_item_proj=_choice("facet_item_proj", cfg.facet_item_proj, ("linear", "slice")),
       facet_proj_init=_choice("facet_proj_init", cfg.facet_proj_init, ("normal", "selector")),
+      # Configs written before the option existed lack the key.
+      facet_proj_scale=float(getattr(cfg, "facet_proj_scale", 1.0)),
       moe_residual=_choice("moe_residual", cfg.moe_residual, ("slice", "key_proj")),
       gate=_choice("gate", cfg.gate, ("learned", "uniform")),
       moe_all_layers=bool(cfg.moe_all_layers),
@@ -223,7 +226,11 @@ class FameBlock(nn.Module):
       gate = jnp.full((b, l, hh), 1.0 / hh, facets.dtype)
 
     if s.facet_item_proj == "linear":
-      init = selector_init if s.facet_proj_init == "selector" else layers.normal_init(s.init_std)
+      if s.facet_proj_init == "selector":
+        init = lambda key, shape, dtype=jnp.float32: s.facet_proj_scale * selector_init(
+            key, shape, dtype)
+      else:
+        init = layers.normal_init(s.init_std)
       w_f = self.param("facet_proj", init, (hh, d, dh))
       # <F^h, item_emb[v] W_f^h> = <W_f^h F^h, item_emb[v]>: move the
       # projection to the user side so scoring stays one matmul.

@@ -46,6 +46,15 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   if m.get("head_mix", False) and not m.facet_heads:
     errors.append("config.model.head_mix=True needs config.model.facet_heads=True (a standard "
                   "last block already mixes its heads with W_O)")
+  scale = m.get("facet_proj_scale", 1.0)
+  if scale <= 0:
+    errors.append(f"config.model.facet_proj_scale={scale} must be > 0")
+  elif scale != 1.0 and (m.facet_item_proj != "linear" or
+                         (m.facet_proj_init != "selector" and not config.pretrain.enabled
+                          and not config.init.item_embeddings_from)):
+    errors.append(f"config.model.facet_proj_scale={scale} scales the selector W_f^h: it needs "
+                  "config.model.facet_item_proj='linear' and facet_proj_init='selector' (or "
+                  "the FAME+ hand-off)")
   if not 0.0 <= m.dropout < 1.0:
     errors.append(f"config.model.dropout={m.dropout} must be in [0, 1)")
   if config.train.learning_rate <= 0:
@@ -68,7 +77,7 @@ def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
 
 # Config keys added after runs were made, each with the value that rebuilds
 # those runs' model; a stored config.json without the key means that value.
-ADDED_DEFAULTS = {"model.head_mix": False}
+ADDED_DEFAULTS = {"model.head_mix": False, "model.facet_proj_scale": 1.0}
 
 
 def with_added_defaults(stored: dict) -> dict:
