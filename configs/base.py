@@ -57,6 +57,9 @@ def get_base_config() -> ml_collections.ConfigDict:
   # Value of the selector entries of W_f^h (selector init and FAME+ hand-off).
   # With H heads a near-uniform gate scales u by ~1/H; H undoes that at the start.
   c.model.facet_proj_scale = 1.0
+  # Initial scale of the LayerNorm that ends the last block (SASRec: ffn_norm;
+  # FAME: head_ffn_norm, the F^h); u and the initial scores scale with it.
+  c.model.output_norm_scale = 1.0
   c.model.moe_residual = "slice"  # "slice" (X^h) or "key_proj" (X W_K^h).
   c.model.gate = "learned"  # "learned" softmax gate or "uniform" mean.
   c.model.moe_all_layers = False  # True = MoE attention in every layer.

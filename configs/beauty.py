@@ -30,5 +30,13 @@ def get_config():
   # 0.0679 (results/beauty/full/fame_selector_seed0). FAME+ overwrites W_f with
   # the same selectors at hand-off, so this changes nothing there.
   c.model.facet_proj_init = "selector"
+  # Selector entries = H (2): with a near-uniform softmax gate, u starts at 1/H
+  # of the concatenated heads; H restores SASRec's output scale. Epoch 8:
+  # FAME 0.0538 vs 0.0441, FAME+ 0.0630 vs 0.0539 (results/beauty/probe8/
+  # *_pscale2); full FAME+ runs, 3 seeds: valid NDCG@10 0.0716 +- 0.0003 vs
+  # 0.0706 +- 0.0007 at 1 and SASRec 0.0694 +- 0.0006 (results/beauty/full/
+  # fame_text_pscale2_seed*). Set it to the head count when overriding
+  # num_heads.
+  c.model.facet_proj_scale = 2.0
   c.pretrain.facets = ("leaf_category", "brand")  # One facet per head.
   return c

@@ -94,6 +94,7 @@ def test_model_variant_names_sasrec_fame_and_head_mix():
     (dict(facet_proj_scale=2.0, facet_proj_init="selector", facet_item_proj="slice"),
      "config.model.facet_proj_scale"),
     (dict(facet_proj_scale=0.0, facet_proj_init="selector"), "config.model.facet_proj_scale"),
+    (dict(output_norm_scale=-1.0), "config.model.output_norm_scale"),
 ])
 def test_validate_config_names_the_bad_field(overrides, field):
   c = get_base_config()

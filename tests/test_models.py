@@ -196,6 +196,30 @@ def test_init_values():
       np.testing.assert_array_equal(leaf, 1.0, err_msg=str(path))
 
 
+@pytest.mark.parametrize("overrides,norm", [
+    (dict(num_experts=1, facet_heads=False), ("fame_block", "ffn_norm")),
+    # A uniform gate: the learned one reads F^h, so it would change with the scale.
+    (dict(gate="uniform"), ("fame_block", "head_ffn_norm")),
+])
+def test_output_norm_scale_sets_only_the_last_norm_and_scales_u(overrides, norm):
+  cfg1 = ref.small_model_config(**overrides)
+  cfg3 = ref.small_model_config(output_norm_scale=3.0, **overrides)
+  _, p1 = _init(cfg1)
+  _, p3 = _init(cfg3)
+  changed = []
+  for (path, a), b in zip(jax.tree_util.tree_flatten_with_path(p1)[0], jax.tree.leaves(p3)):
+    if not np.array_equal(a, b):
+      changed.append(tuple(k.key for k in path))
+      np.testing.assert_array_equal(b, 3.0 * np.asarray(a))
+  assert changed == [norm + ("scale",)]
+  # The norm ends the path to u (no bias at init): u is 3x.
+  model, _ = _shapes(cfg3)
+  batch = ref.mixed_batch()
+  u1, _ = _apply(model, p1, *batch, train=False)
+  u3, _ = _apply(model, p3, *batch, train=False)
+  np.testing.assert_allclose(u3, 3.0 * np.asarray(u1), rtol=1e-5, atol=1e-6)
+
+
 def test_selector_init_picks_chunks_and_starts_linear_equal_to_slice():
   cfg = ref.small_model_config(facet_proj_init="selector")
   _, params = _init(cfg)

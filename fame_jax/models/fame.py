@@ -47,6 +47,7 @@ class ModelSettings:
   facet_item_proj: str
   facet_proj_init: str
   facet_proj_scale: float
+  output_norm_scale: float
   moe_residual: str
   gate: str
   moe_all_layers: bool
@@ -119,6 +120,7 @@ def model_settings(cfg: Any) -> ModelSettings:
       facet_proj_init=_choice("facet_proj_init", cfg.facet_proj_init, ("normal", "selector")),
       # Configs written before the option existed lack the key.
       facet_proj_scale=float(getattr(cfg, "facet_proj_scale", 1.0)),
+      output_norm_scale=float(getattr(cfg, "output_norm_scale", 1.0)),
       moe_residual=_choice("moe_residual", cfg.moe_residual, ("slice", "key_proj")),
       gate=_choice("gate", cfg.gate, ("learned", "uniform")),
       moe_all_layers=bool(cfg.moe_all_layers),
@@ -215,7 +217,9 @@ class FameBlock(nn.Module):
     r = nn.LayerNorm(s.layer_norm_eps, name="residual_norm")(
         residual + drop(mixed, deterministic=deterministic))
     ffn = layers.FeedForward(s.ffn_head_inner, s.init_std, name="head_ffn")(r)
-    facets = nn.LayerNorm(s.layer_norm_eps, name="head_ffn_norm")(
+    facets = nn.LayerNorm(s.layer_norm_eps,
+                          scale_init=nn.initializers.constant(s.output_norm_scale),
+                          name="head_ffn_norm")(
         r + drop(ffn, deterministic=deterministic))  # F^h: [B, L, H, d']
 
     if s.gate == "learned":
@@ -309,7 +313,7 @@ class FAME(nn.Module):
     else:
       u, intermediates = layers.TransformerBlock(
           s.num_heads, s.last_block_experts, s.ffn_inner, s.fame_dropout, eps, std,
-          name="fame_block")(x, mask, train, query_index)
+          s.output_norm_scale, name="fame_block")(x, mask, train, query_index)
     return jnp.where(layers.take_rows(real, query_index), u, 0.0), intermediates
 
 

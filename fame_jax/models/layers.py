@@ -239,6 +239,8 @@ class TransformerBlock(nn.Module):
     dropout_rate: attention-probability and hidden dropout.
     layer_norm_eps: LayerNorm epsilon.
     init_std: std of the weight init.
+    output_norm_scale: initial value of the output LayerNorm's scale
+      (``model.output_norm_scale`` on the last block; 1 elsewhere).
   """
   num_heads: int
   num_experts: int
@@ -246,6 +248,7 @@ class TransformerBlock(nn.Module):
   dropout_rate: float
   layer_norm_eps: float
   init_std: float
+  output_norm_scale: float = 1.0
 
   @nn.compact
   def __call__(self, x: jax.Array, mask: jax.Array, train: bool,
@@ -280,6 +283,7 @@ class TransformerBlock(nn.Module):
     x = nn.LayerNorm(self.layer_norm_eps, name="attention_norm")(
         x + drop(out, deterministic=not train))
     ffn = FeedForward(self.ffn_inner, self.init_std, name="ffn")(x)
-    y = nn.LayerNorm(self.layer_norm_eps, name="ffn_norm")(x + drop(ffn, deterministic=not train))
+    y = nn.LayerNorm(self.layer_norm_eps, scale_init=nn.initializers.constant(self.output_norm_scale),
+                     name="ffn_norm")(x + drop(ffn, deterministic=not train))
     return y, {"router": router, "head_outputs": heads}
 

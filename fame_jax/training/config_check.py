@@ -46,6 +46,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   if m.get("head_mix", False) and not m.facet_heads:
     errors.append("config.model.head_mix=True needs config.model.facet_heads=True (a standard "
                   "last block already mixes its heads with W_O)")
+  if m.get("output_norm_scale", 1.0) <= 0:
+    errors.append(f"config.model.output_norm_scale={m.output_norm_scale} must be > 0")
   scale = m.get("facet_proj_scale", 1.0)
   if scale <= 0:
     errors.append(f"config.model.facet_proj_scale={scale} must be > 0")
@@ -77,7 +79,8 @@ def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
 
 # Config keys added after runs were made, each with the value that rebuilds
 # those runs' model; a stored config.json without the key means that value.
-ADDED_DEFAULTS = {"model.head_mix": False, "model.facet_proj_scale": 1.0}
+ADDED_DEFAULTS = {"model.head_mix": False, "model.facet_proj_scale": 1.0,
+                  "model.output_norm_scale": 1.0}
 
 
 def with_added_defaults(stored: dict) -> dict:
