@@ -56,6 +56,17 @@ def test_comparison_verdicts(tmp_path):
   assert "text pre-training" in [l for l in final.splitlines() if l.startswith("| fame_text |")][0]
 
 
+def test_matched_scale_pairs_fame_pscale4_with_sasrec_oscale2(tmp_path):
+  study = tmp_path / "full"
+  _run(study, "sasrec_seed0", 0.05)
+  _run(study, "sasrec_oscale2_seed0", 0.056)
+  _run(study, "fame_text_pscale4_seed0", 0.06)
+  rows = {l.split("|")[1].strip(): l
+          for l in make_tables.comparison_table(str(study)).splitlines()[2:]}
+  assert set(rows) == {"fame_text_pscale4 vs sasrec_oscale2", "fame_text_pscale4 vs sasrec"}
+  assert "+0.0040" in rows["fame_text_pscale4 vs sasrec_oscale2"]  # 0.06 - 0.056.
+
+
 def test_one_seed_gets_no_verdict(tmp_path):
   study = tmp_path / "full"
   _run(study, "sasrec_seed0", 0.05)
