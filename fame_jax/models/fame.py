@@ -118,13 +118,13 @@ def model_settings(cfg: Any) -> ModelSettings:
       facet_heads=bool(cfg.facet_heads),
       facet_item_proj=_choice("facet_item_proj", cfg.facet_item_proj, ("linear", "slice")),
       facet_proj_init=_choice("facet_proj_init", cfg.facet_proj_init, ("normal", "selector")),
-      # Configs written before the option existed lack the key.
+      # Configs written before these options existed lack their keys; the
+      # defaults are those of config_check.ADDED_DEFAULTS (the old behaviour).
       facet_proj_scale=float(getattr(cfg, "facet_proj_scale", 1.0)),
       output_norm_scale=float(getattr(cfg, "output_norm_scale", 1.0)),
       moe_residual=_choice("moe_residual", cfg.moe_residual, ("slice", "key_proj")),
       gate=_choice("gate", cfg.gate, ("learned", "uniform")),
       moe_all_layers=bool(cfg.moe_all_layers),
-      # Configs written before the option existed lack the key.
       head_mix=bool(getattr(cfg, "head_mix", False)),
       layer_norm_eps=float(cfg.layer_norm_eps),
       init_std=float(cfg.init_std),
