@@ -226,6 +226,132 @@ def score_scale_table(analysis_dir: str) -> str:
   return head + "\n" + "\n".join(rows)
 
 
+# Config keys that do not change what a run learns: seeds (runs are grouped
+# over them), logging, checkpoint housekeeping, caches, and the loss and scoring
+# implementations (chunked and dense compute the same loss, tests/test_losses.py).
+_NEUTRAL = re.compile(
+    r"^(train\.(seed|progress|log_every_steps|keep_checkpoints|stop_after_epoch|loss_impl"
+    r"|loss_chunk_items)|eval\.batch_size"
+    r"|pretrain\.(text_cache_dir|checkpoint_every_steps|encode_batch_size))$")
+# The three models of the issue and the config file each is trained with.
+_DATASET_CONFIGS = (("SASRec", "configs/sasrec.py:{ds}"), ("FAME", "configs/{ds}.py"),
+                    ("FAME+", "configs/{ds}_text.py"))
+
+
+def current_config(spec: str) -> dict:
+  """The settings a config file holds now, e.g. `configs/sasrec.py:beauty`, as a plain dict."""
+  import importlib
+  import sys
+  if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+  path, _, arg = spec.partition(":")
+  module = importlib.import_module(path[:-3].replace("/", "."))
+  cfg = module.get_config(arg) if arg else module.get_config()
+  return json.loads(json.dumps(cfg.to_dict()))
+
+
+# Keys the model never reads in some settings (fame_jax/models/fame.py): the
+# facet-head keys when the last block is a standard one (SASRec), the
+# all-layers MoE switch with one expert, every stage-1 key without text
+# pre-training, and W_f's init with it (the hand-off overwrites W_f with the
+# selectors at facet_proj_scale).
+_FACET_HEAD_KEYS = ("facet_item_proj", "facet_proj_init", "facet_proj_scale", "ffn_head_inner",
+                    "gate", "head_mix", "moe_residual")
+
+
+def _inert(current: dict) -> set[str]:
+  model, out = current["model"], set()
+  if not model["facet_heads"]:
+    out |= {f"model.{k}" for k in _FACET_HEAD_KEYS}
+  if model["num_experts"] == 1:
+    out.add("model.moe_all_layers")
+  if current["pretrain"]["enabled"]:
+    out.add("model.facet_proj_init")
+  else:
+    out |= {f"pretrain.{k}" for k in current["pretrain"] if k != "enabled"}
+  return out
+
+
+def _setting_differences(stored: dict, current: dict) -> list[str]:
+  from fame_jax.training import config_check
+  diffs = config_check.config_differences(config_check.with_added_defaults(stored), current)
+  inert = _inert(current)
+  return [f"{k}={a!r} (config: {b!r})" for k, a, b in diffs
+          if not _NEUTRAL.match(k) and k not in inert]
+
+
+def chosen_table(full_dir: str, configs: dict[str, dict]) -> str:
+  """The runs made with exactly the settings the dataset configs hold now.
+
+  `configs` maps a model label to (config file, its current settings). A run
+  matches when its stored config.json differs from them only in `_NEUTRAL`
+  keys; the matching runs of every group are pooled over seeds (one run per
+  seed). Where none matches, the closest group and its differences are shown,
+  so a config changed without runs behind it is visible here. FAME and FAME+
+  are then compared with SASRec on test NDCG@10 (beyond the seed spread =
+  every seed above every SASRec seed)."""
+  runs = {}
+  for d in sorted(glob.glob(os.path.join(full_dir, "*"))):
+    if os.path.exists(os.path.join(d, "results.json")) and os.path.exists(
+        os.path.join(d, "config.json")):
+      with open(os.path.join(d, "config.json")) as f:
+        runs[os.path.basename(d)] = json.load(f)
+  if not runs:
+    return ""
+  lines = ["| model | config | runs with its current settings | seeds | valid NDCG@10 | "
+           "test HR@10 | test NDCG@10 | best epoch |", "|---|---|---|---|---|---|---|---|"]
+  picked: dict[str, list[dict]] = {}
+  for label, (spec, current) in configs.items():
+    by_seed: dict[int, tuple[str, dict]] = {}
+    closest = None
+    for name, stored in runs.items():
+      diffs = _setting_differences(stored, current)
+      if not diffs:
+        seed = stored.get("train", {}).get("seed", 0)
+        by_seed.setdefault(seed, (name, _load(os.path.join(full_dir, name))["results"]))
+      elif closest is None or len(diffs) < len(closest[1]):
+        closest = (name, diffs)
+    if not by_seed:
+      hint = f"none; closest `{closest[0]}` differs in {', '.join(closest[1])}" if closest else "none"
+      lines.append(f"| {label} | `{spec}` | {hint} | 0 | | | | |")
+      continue
+    names = sorted({re.sub(r"_seed\d+$", "", n) for n, _ in by_seed.values()})
+    res = [r for _, (_, r) in sorted(by_seed.items())]
+    picked[label] = res
+    lines.append(f"| {label} | `{spec}` | {', '.join(names)} | {len(res)} | "
+                 f"{_fmt([r['valid/NDCG@10'] for r in res])} | {_fmt([r['test/HR@10'] for r in res])} | "
+                 f"{_fmt([r['test/NDCG@10'] for r in res])} | "
+                 f"{', '.join(str(r['best_epoch']) for r in res)} |")
+  verdicts = []
+  base = picked.get("SASRec")
+  for label in ("FAME", "FAME+"):
+    if base is None or label not in picked:
+      continue
+    a = [r["test/NDCG@10"] for r in picked[label]]
+    b = [r["test/NDCG@10"] for r in base]
+    if len(a) < 2 or len(b) < 2:
+      verdict = "needs >= 2 seeds each"
+    elif min(a) > max(b):
+      verdict = "FAME above beyond the seed spread"
+    elif max(a) < min(b):
+      verdict = "SASRec above beyond the seed spread"
+    else:
+      verdict = "seed ranges overlap"
+    verdicts.append(f"{label} vs SASRec on test NDCG@10: {np.mean(a) - np.mean(b):+.4f} "
+                    f"({len(a)} vs {len(b)} seeds; {verdict}).")
+  return "\n".join(lines) + ("\n\n" + " ".join(verdicts) if verdicts else "")
+
+
+def dataset_configs(dataset: str) -> dict[str, tuple[str, dict]]:
+  """The current settings of the three dataset configs that exist for `dataset`."""
+  out = {}
+  for label, pattern in _DATASET_CONFIGS:
+    spec = pattern.format(ds=dataset)
+    if os.path.exists(os.path.join(ROOT, spec.partition(":")[0])):
+      out[label] = (spec, current_config(spec))
+  return out
+
+
 def analysis_tables(analysis_dir: str) -> str:
   return "\n\n".join(t for t in (routing_table(analysis_dir), score_scale_table(analysis_dir)) if t)
 
@@ -239,6 +365,16 @@ _SPECIAL_STUDIES = {
 
 def all_tables() -> str:
   out = []
+  headline = []
+  for dataset_dir in sorted(glob.glob(os.path.join(ROOT, "results", "*"))):
+    full_dir = os.path.join(dataset_dir, "full")
+    if os.path.isdir(full_dir) and os.path.exists(
+        os.path.join(ROOT, "configs", os.path.basename(dataset_dir) + ".py")):
+      table = chosen_table(full_dir, dataset_configs(os.path.basename(dataset_dir)))
+      if table:
+        headline.append(f"#### {os.path.basename(dataset_dir)} / the dataset configs as committed "
+                        f"(runs in `{os.path.relpath(full_dir, ROOT)}`)\n\n{table}\n")
+  out.extend(headline)
   for dataset_dir in sorted(glob.glob(os.path.join(ROOT, "results", "*"))):
     if not os.path.isdir(dataset_dir):
       continue

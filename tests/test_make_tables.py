@@ -126,3 +126,62 @@ def test_changes_reads_shell_quoted_commands():
          r"--config.pretrain.facets=\(\'leaf_category\'\,\) --config.train.seed=0  # note")
   assert make_tables._changes(cmd) == (
       "text pre-training, model.num_heads=1, pretrain.facets=('leaf_category',)")
+
+
+def _config(**model):
+  m = {"facet_heads": True, "num_experts": 4, "hidden_size": 64, "facet_proj_scale": 1.0,
+       "facet_proj_init": "selector", "head_mix": False, "output_norm_scale": 1.0}
+  m.update(model)
+  return {"model": m, "train": {"seed": 0, "loss_impl": "dense", "learning_rate": 1e-3},
+          "pretrain": {"enabled": False, "facets": ["a", "b"], "text_cache_dir": ""}}
+
+
+def _run_with_config(study, name, ndcg10, config):
+  _run(study, name, ndcg10)
+  (study / name / "config.json").write_text(json.dumps(config))
+
+
+def test_chosen_table_pools_the_runs_made_with_the_current_settings(tmp_path):
+  study = tmp_path / "full"
+  # SASRec inherits the dataset config's facet_proj_scale, a key it never reads.
+  sasrec = _config(facet_heads=False, num_experts=1, facet_proj_scale=2.0)
+  fame = _config(facet_proj_scale=2.0)
+  for s, v in enumerate((0.050, 0.052)):
+    # Made before output_norm_scale existed (the key is absent: its value is
+    # config_check.ADDED_DEFAULTS'), with facet_proj_scale 1, which SASRec never
+    # reads, and with the chunked loss (same loss): they still count.
+    stored = _config(facet_heads=False, num_experts=1)
+    del stored["model"]["output_norm_scale"]
+    stored["train"].update(seed=s, loss_impl="chunked")
+    _run_with_config(study, f"sasrec_seed{s}", v, stored)
+  for s, v in enumerate((0.055, 0.056)):
+    stored = _config(facet_proj_scale=2.0)
+    stored["train"]["seed"] = s
+    _run_with_config(study, f"fame_pscale2_seed{s}", v, stored)
+  _run_with_config(study, "fame_seed0", 0.07, _config())  # Scale 1: not the config's.
+  configs = {"SASRec": ("configs/sasrec.py:x", sasrec), "FAME": ("configs/x.py", fame),
+             "FAME+": ("configs/x_text.py", dict(fame, pretrain={"enabled": True, "facets": ["a", "b"],
+                                                                 "text_cache_dir": ""}))}
+  table = make_tables.chosen_table(str(study), configs)
+  rows = {l.split("|")[1].strip(): l for l in table.splitlines()[2:5]}
+  assert "| sasrec | 2 | 0.0700 ± 0.0000 |" in rows["SASRec"]
+  assert f"0.0510 ± {np.std([0.050, 0.052], ddof=1):.4f}" in rows["SASRec"]
+  assert "| fame_pscale2 | 2 |" in rows["FAME"]
+  assert "0.0555 ± 0.0007" in rows["FAME"]
+  # No FAME+ run: the closest group and what differs are named.
+  assert "none; closest `" in rows["FAME+"] and "pretrain.enabled=False (config: True)" in rows["FAME+"]
+  assert "FAME vs SASRec on test NDCG@10: +0.0045 (2 vs 2 seeds; FAME above beyond the seed spread)." \
+      in table
+  assert "FAME+ vs SASRec" not in table
+  # A setting the model reads makes a run not count.
+  fame["model"]["hidden_size"] = 128
+  table = make_tables.chosen_table(str(study), configs)
+  assert "model.hidden_size=64 (config: 128)" in table.splitlines()[3]
+  assert make_tables.chosen_table(str(tmp_path / "none"), configs) == ""
+
+
+def test_current_config_reads_the_committed_dataset_configs():
+  sasrec = make_tables.current_config("configs/sasrec.py:beauty")
+  fame = make_tables.current_config("configs/beauty_text.py")
+  assert (sasrec["model"]["num_experts"], sasrec["model"]["facet_heads"]) == (1, False)
+  assert fame["pretrain"]["enabled"] and fame["model"]["facet_heads"]
