@@ -82,6 +82,27 @@ def test_resume_equals_uninterrupted(tiny_run, tmp_path):
       assert abs(v - resumed[k]) <= 1e-6, k
 
 
+def test_resume_with_another_validation_interval_trains_the_same(tiny_run, tmp_path):
+  # A probe validated every 2 epochs, continued with the run's own interval (5):
+  # validation does not change training, so every loss, and every validation
+  # both runs made, is the uninterrupted run's.
+  config, workdir, results = tiny_run
+  assert config.train.eval_every_epochs == 5
+  probe_dir = str(tmp_path / "probe")
+  probe = _config(**{"train.eval_every_epochs": 2, "train.stop_after_epoch": 6})
+  assert loop.train_and_evaluate(probe, probe_dir) == {"stopped_after_epoch": 6}
+  resumed = loop.train_and_evaluate(config, probe_dir)
+  a, b = _metrics_rows(workdir), _metrics_rows(probe_dir)
+  assert [r["epoch"] for r in b] == list(range(1, 21))
+  assert [r["epoch"] for r in b if "valid/NDCG@10" in r] == [2, 4, 6, 10, 15, 20]
+  for ra, rb in zip(a, b):
+    assert abs(ra["loss"] - rb["loss"]) <= 1e-6, (ra, rb)
+    if "valid/NDCG@10" in ra and "valid/NDCG@10" in rb:
+      assert abs(ra["valid/NDCG@10"] - rb["valid/NDCG@10"]) <= 1e-6
+  if results["best_epoch"] in (10, 15, 20) and resumed["best_epoch"] == results["best_epoch"]:
+    assert abs(resumed["test/NDCG@10"] - results["test/NDCG@10"]) <= 1e-6
+
+
 def test_resume_with_a_different_config_is_refused(tiny_run):
   _, workdir, _ = tiny_run
   os.rename(os.path.join(workdir, "results.json"), os.path.join(workdir, "results.json.bak"))

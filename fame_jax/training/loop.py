@@ -37,8 +37,11 @@ from fame_jax.training.config_check import (config_differences, validate_config,
                                              with_added_defaults)
 
 # Config fields that may differ when resuming (they do not change the result
-# of the epochs already run).
+# of the epochs already run). Validation never touches the training state, the
+# data order or the dropout keys, so a short run validated every 2 epochs
+# resumes as a longer one validated every epoch (tests/test_training.py).
 _RESUMABLE_DIFFS = ("train.max_epochs", "train.patience_evals", "train.log_every_steps",
+                    "train.eval_every_epochs",
                     "eval.batch_size", "data.path", "data.item_text_path", "data.attributes_path",
                     "data.attribute_names_path", "data.metadata_path", "data.tfds_data_dir",
                     "train.progress", "train.stop_after_epoch")
