@@ -67,6 +67,18 @@ def test_matched_scale_pairs_fame_pscale4_with_sasrec_oscale2(tmp_path):
   assert "+0.0040" in rows["fame_text_pscale4 vs sasrec_oscale2"]  # 0.06 - 0.056.
 
 
+def test_scaled_fame_is_also_paired_with_sasrec_of_the_same_width(tmp_path):
+  study = tmp_path / "full"
+  _run(study, "sasrec_seed0", 0.05)
+  _run(study, "sasrec_d128_seed0", 0.057)
+  _run(study, "fame_text_d128_pscale4_seed0", 0.06)
+  rows = {l.split("|")[1].strip(): l
+          for l in make_tables.comparison_table(str(study)).splitlines()[2:]}
+  # No sasrec_d128_oscale2 (the matched scale): the same-width SASRec and the plain one.
+  assert set(rows) == {"fame_text_d128_pscale4 vs sasrec_d128", "fame_text_d128_pscale4 vs sasrec"}
+  assert "+0.0030" in rows["fame_text_d128_pscale4 vs sasrec_d128"]
+
+
 def test_one_seed_gets_no_verdict(tmp_path):
   study = tmp_path / "full"
   _run(study, "sasrec_seed0", 0.05)
