@@ -19,11 +19,13 @@ def get_config():
   c.pretrain.enabled = True  # Run stage 1 inside train.py.
   c.pretrain.text_cache_dir = "runs/text_cache/beauty"  # Encode once per dataset.
   # Hand-off selectors at 4 (u starts at 2x the concatenated heads): full runs,
-  # 3 seeds each, at d 128 (configs/beauty.py) valid NDCG@10 0.0742 +- 0.0003
-  # at 4 vs 0.0730 +- 0.0003 at 2 (results/beauty/full/fame_text_d128_pscale*);
+  # 3 seeds each, at d 128 and lr 1e-3 valid NDCG@10 0.0742 +- 0.0003 at 4 vs
+  # 0.0730 +- 0.0003 at 2 (results/beauty/full/fame_text_d128_pscale*), and
+  # 0.0756 +- 0.0002 at 4 with lr 5e-4 (configs/beauty.py's d 128 and lr);
   # at d 64 0.0722 +- 0.0004 at 4 vs 0.0716 +- 0.0003 at 2 and 0.0706 +- 0.0007
   # at 1 (results/beauty/full/fame_text_pscale*_seed*).
   # SASRec at the same initial scale (output_norm_scale 2) ends lower than at
-  # 1 (valid 0.0686 +- 0.0008 vs 0.0694 +- 0.0006, 3 seeds), so SASRec keeps 1.
+  # 1 (valid 0.0686 +- 0.0008 vs 0.0694 +- 0.0006, 3 seeds, d 64; 0.0686 vs
+  # 0.0702 at d 128, seed 0: sasrec_d128_oscale2_seed0), so SASRec keeps 1.
   c.model.facet_proj_scale = 4.0
   return c
