@@ -74,6 +74,18 @@ _MATCHED = {"pscale4": "sasrec_oscale2", "d128_pscale2": "sasrec_d128",
             "d128_pscale4": "sasrec_d128_oscale2"}
 
 
+def _spread(a: list[float], b: list[float]) -> str:
+  """FAME seeds `a` vs SASRec seeds `b`: "fame" / "sasrec" when every seed of one
+  is above every seed of the other, "overlap", or "n/a" with fewer than 2 each."""
+  if len(a) < 2 or len(b) < 2:
+    return "n/a"
+  if min(a) > max(b):
+    return "fame"
+  if max(a) < min(b):
+    return "sasrec"
+  return "overlap"
+
+
 def comparison_table(study_dir: str, metric: str = "test/NDCG@10") -> str:
   """Each FAME group against the SASRec group of the same suffix (fame_text_d128
   vs sasrec_d128; suffixes in `_MATCHED` map to the SASRec of the same initial
@@ -102,14 +114,8 @@ def comparison_table(study_dir: str, metric: str = "test/NDCG@10") -> str:
     b = [r["results"][metric] for r in groups[base]]
     va = [r["results"]["valid/NDCG@10"] for r in runs]
     vb = [r["results"]["valid/NDCG@10"] for r in groups[base]]
-    if len(a) < 2 or len(b) < 2:
-      verdict = "n/a (needs >= 2 seeds each)"
-    elif min(a) > max(b):
-      verdict = "yes: FAME above"
-    elif max(a) < min(b):
-      verdict = "yes: SASRec above"
-    else:
-      verdict = "no (seed ranges overlap)"
+    verdict = {"n/a": "n/a (needs >= 2 seeds each)", "fame": "yes: FAME above",
+               "sasrec": "yes: SASRec above", "overlap": "no (seed ranges overlap)"}[_spread(a, b)]
     lines.append(f"| {name} vs {base} | {len(a)} vs {len(b)} | {np.mean(va) - np.mean(vb):+.4f} | "
                  f"{_fmt(a)} vs {_fmt(b)} | {np.mean(a) - np.mean(b):+.4f} | {verdict} |")
   if not lines:
@@ -334,14 +340,9 @@ def chosen_table(full_dir: str, configs: dict[str, dict]) -> str:
       continue
     a = [r["test/NDCG@10"] for r in picked[label]]
     b = [r["test/NDCG@10"] for r in base]
-    if len(a) < 2 or len(b) < 2:
-      verdict = "needs >= 2 seeds each"
-    elif min(a) > max(b):
-      verdict = "FAME above beyond the seed spread"
-    elif max(a) < min(b):
-      verdict = "SASRec above beyond the seed spread"
-    else:
-      verdict = "seed ranges overlap"
+    verdict = {"n/a": "needs >= 2 seeds each", "fame": "FAME above beyond the seed spread",
+               "sasrec": "SASRec above beyond the seed spread",
+               "overlap": "seed ranges overlap"}[_spread(a, b)]
     verdicts.append(f"{label} vs SASRec on test NDCG@10: {np.mean(a) - np.mean(b):+.4f} "
                     f"({len(a)} vs {len(b)} seeds; {verdict}).")
   return "\n".join(lines) + ("\n\n" + " ".join(verdicts) if verdicts else "")
