@@ -164,11 +164,17 @@ def final_table(study_dir: str) -> str:
 
 
 def in_progress_table(study_dir: str) -> str:
-  """Runs interrupted by the end of a session: how far they got (validation only, no test)."""
+  """Runs interrupted by the end of a session: how far they got (validation only, no test).
+  A snapshot whose run has since finished (`<name>/results.json` in another study
+  of the dataset, e.g. `full/`) is left out: the finished run's row supersedes it."""
   lines = []
   for d in sorted(glob.glob(os.path.join(study_dir, "*"))):
     path = os.path.join(d, "metrics.jsonl")
     if not os.path.exists(path):
+      continue
+    finished = glob.glob(os.path.join(os.path.dirname(os.path.abspath(study_dir)), "*",
+                                      os.path.basename(d), "results.json"))
+    if finished:
       continue
     with open(path) as f:
       rows = [json.loads(l) for l in f if l.strip()]

@@ -112,6 +112,9 @@ def test_in_progress_table(tmp_path):
   row = table.splitlines()[2]
   assert row == "| sasrec_seed1 | 3 | 0.0300 (epoch 2) | 0.0200 | 72.0 |"
   assert make_tables.in_progress_table(str(tmp_path / "none")) == ""
+  # Once the run finishes (its results in full/), the snapshot's row goes.
+  _run(tmp_path / "full", "sasrec_seed1", 0.05)
+  assert make_tables.in_progress_table(str(tmp_path / "in_progress")) == ""
 
 
 def test_score_scale_table(tmp_path):
