@@ -243,6 +243,37 @@ def score_scale_table(analysis_dir: str) -> str:
   return head + "\n" + "\n".join(rows)
 
 
+def buckets_table(analysis_dir: str) -> str:
+  """One row per run of each `length_buckets*.json` / `popularity_buckets*.json`
+  (scripts/length_buckets.py, scripts/popularity_buckets.py): NDCG@10 by the
+  user's history length or by the training count of the user's target."""
+  parts = []
+  for kind, key, label in (("length_buckets", "history", "history length"),
+                           ("popularity_buckets", "target_train_count", "training count of the target")):
+    for path in sorted(glob.glob(os.path.join(analysis_dir, f"{kind}*.json"))):
+      with open(path) as f:
+        a = json.load(f)
+      runs = list(a["runs"].items())
+      if not runs:
+        continue
+      cols = [b[key] for b in runs[0][1]["buckets"]]
+      users = [str(b["users"]) for b in runs[0][1]["buckets"]]
+      pop = kind == "popularity_buckets"
+      head = (f"`{os.path.basename(path)}`, NDCG@10 by {label} (users per bucket: {', '.join(users)})\n\n"
+              f"| run | checkpoint's {runs[0][1]['split']} NDCG@10 | " + " | ".join(cols)
+              + (" | mean / median training count of its top-10 items |" if pop else " |") + "\n"
+              + "|---" * (len(cols) + 2 + pop) + "|")
+      rows = []
+      for name, r in runs:
+        if [b[key] for b in r["buckets"]] != cols:
+          raise SystemExit(f"{path}: run {name} has different buckets from {runs[0][0]}")
+        vals = " | ".join("-" if b["NDCG@10"] is None else f"{b['NDCG@10']:.4f}" for b in r["buckets"])
+        extra = (f" | {r['top10_mean_train_count']:.0f} / {r['top10_median_train_count']:.0f}" if pop else "")
+        rows.append(f"| {name} | {r['metrics'][r['split'] + '/NDCG@10']:.4f} | {vals}{extra} |")
+      parts.append(head + "\n" + "\n".join(rows))
+  return "\n\n".join(parts)
+
+
 # Config keys that do not change what a run learns: seeds (runs are grouped
 # over them), logging, checkpoint housekeeping, caches, and the loss and scoring
 # implementations (chunked and dense compute the same loss, tests/test_losses.py).
@@ -365,7 +396,8 @@ def dataset_configs(dataset: str) -> dict[str, tuple[str, dict]]:
 
 
 def analysis_tables(analysis_dir: str) -> str:
-  return "\n\n".join(t for t in (routing_table(analysis_dir), score_scale_table(analysis_dir)) if t)
+  return "\n\n".join(t for t in (routing_table(analysis_dir), score_scale_table(analysis_dir),
+                                          buckets_table(analysis_dir)) if t)
 
 
 # Study folders that are not training studies: their table and heading.

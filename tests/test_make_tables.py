@@ -134,6 +134,32 @@ def test_score_scale_table(tmp_path):
   assert make_tables.score_scale_table(str(tmp_path / "missing")) == ""
 
 
+def test_buckets_table(tmp_path):
+  def run(ndcgs, key="history", labels=("0-49", ">=50"), pop=False):
+    r = {"split": "valid", "metrics": {"valid/NDCG@10": 0.17},
+         "buckets": [{key: l, "users": 3, "NDCG@10": v} for l, v in zip(labels, ndcgs)]}
+    if pop:
+      r.update(top10_mean_train_count=841.6, top10_median_train_count=693.0)
+    return r
+  (tmp_path / "length_buckets_x.json").write_text(json.dumps(
+      {"runs": {"sas": run([0.2, 0.1]), "fame": run([0.25, None])}}))
+  (tmp_path / "popularity_buckets_x.json").write_text(json.dumps(
+      {"runs": {"sas": run([0.3, 0.4], "target_train_count", ("4-217", "218-300"), True)}}))
+  parts = make_tables.buckets_table(str(tmp_path)).split("\n\n")
+  assert parts[0].startswith("`length_buckets_x.json`, NDCG@10 by history length (users per bucket: 3, 3)")
+  lines = parts[1].splitlines()
+  assert len({l.count("|") for l in lines}) == 1
+  assert lines[0] == "| run | checkpoint's valid NDCG@10 | 0-49 | >=50 |"
+  assert lines[2:] == ["| sas | 0.1700 | 0.2000 | 0.1000 |", "| fame | 0.1700 | 0.2500 | - |"]
+  lines = parts[3].splitlines()
+  assert len({l.count("|") for l in lines}) == 1
+  assert lines[2] == "| sas | 0.1700 | 0.3000 | 0.4000 | 842 / 693 |"
+  (tmp_path / "length_buckets_x.json").write_text(json.dumps(
+      {"runs": {"sas": run([0.2, 0.1]), "fame": run([0.2, 0.1], labels=("0-9", ">=10"))}}))
+  with pytest.raises(SystemExit, match="run fame has different buckets from sas"):
+    make_tables.buckets_table(str(tmp_path))
+  assert make_tables.buckets_table(str(tmp_path / "missing")) == ""
+
 def test_changes_reads_shell_quoted_commands():
   # scripts/queue_worker.sh writes command.txt with `printf %q`.
   cmd = (r".venv/bin/python train.py --config configs/beauty_text.py --workdir runs/x "
