@@ -32,7 +32,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from fame_jax import evaluation  # noqa: E402
+from fame_jax import evaluation, parallel  # noqa: E402
 
 _BEAUTY = "/work/shared/data/beauty/Beauty.txt"
 
@@ -106,6 +106,7 @@ def main() -> None:
       "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
       "batch_size": args.batch_size,
       "device": jax.devices()[0].device_kind,
+      "device_peak_mb": parallel.device_memory_peak_mb(),  # None on CPU.
       "data": source,
       "HR@10": round(metrics["HR@10"], 5),
   }))

@@ -158,6 +158,7 @@ def run_case(name: str, args) -> dict:
       "peak_rss_mb_after_data": round(rss_data, 1),
       "peak_rss_mb_after_train": round(rss_train, 1),
       "peak_rss_mb": round(_rss_mb(), 1),
+      "device_peak_mb": parallel.device_memory_peak_mb(),  # None on CPU.
       "item_table_mb": round((spec["items"] + 1) * c.model.hidden_size * 4 / 2**20, 1),
       "dense_logits_mb_would_be": round(t_per_step * (spec["items"] + 1) * 4 / 2**20, 1),
       "dense_eval_scores_mb_would_be": round(args.eval_batch * (spec["items"] + 1) * 4 / 2**20, 1),

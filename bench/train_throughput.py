@@ -71,6 +71,7 @@ def measure(config, split, num_items, packing: bool, epochs: int) -> dict:
       "seconds_per_epoch": float(np.median(epoch_s)),
       "epochs_timed": epochs,
       "peak_rss_mb_so_far": _peak_rss_mb(),
+      "device_peak_mb_so_far": parallel.device_memory_peak_mb(),
   }
 
 
@@ -93,6 +94,7 @@ def main():
   for p in modes:
     out["packing_on" if p else "packing_off"] = measure(config, split, dataset.num_items, p, args.epochs)
   out["peak_rss_mb"] = _peak_rss_mb()
+  out["device_peak_mb"] = parallel.device_memory_peak_mb()  # None on CPU.
   print(json.dumps(out))
 
 

@@ -42,3 +42,22 @@ def check_divisible(rows: int, mesh: Mesh, what: str) -> None:
 def put_batch(batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
   """Moves a host batch onto the mesh, sharded along rows."""
   return jax.device_put(batch, batch_sharded(mesh))
+
+
+def device_memory_peak_mb(devices=None) -> float | None:
+  """Largest ``peak_bytes_in_use`` over ``devices`` (default all) in MiB.
+
+  Accelerators report it through ``Device.memory_stats()``; the CPU backend
+  returns no statistics, so this gives None there (host memory is the
+  process's peak RSS instead). With ``XLA_PYTHON_CLIENT_PREALLOCATE=false``
+  on a GPU the figure is what the program used, not the preallocated pool.
+  """
+  peaks = []
+  for d in devices if devices is not None else jax.devices():
+    try:
+      stats = d.memory_stats()
+    except Exception:  # Backends without the call.
+      stats = None
+    if stats and "peak_bytes_in_use" in stats:
+      peaks.append(int(stats["peak_bytes_in_use"]))
+  return round(max(peaks) / 2**20, 1) if peaks else None
