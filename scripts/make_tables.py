@@ -52,10 +52,14 @@ def _changes(command: str) -> str:
   args = [a for a in shlex.split(command, comments=True)
           if a.startswith("--config.") and not _COMMON.match(a)]
   if re.search(r"--config configs/\w+_text\.py", command) or "pretrain.enabled=True" in command:
-    args = ["text pre-training"] + [a for a in args if "pretrain.enabled" not in a]
+    # Stage 2 from a stage-1 workdir made beforehand (bench/gpu_suite.sh) is
+    # the same text pre-training, not a change of the model.
+    from_stage1 = any(a.startswith("--config.init.item_embeddings_from=") for a in args)
+    args = ["text pre-training" + (" (stage 1 run beforehand)" if from_stage1 else "")] + [
+        a for a in args if "pretrain.enabled" not in a and "init.item_embeddings_from" not in a]
   if re.search(r"--config configs/sasrec\.py", command):
     args = ["SASRec (E 1, no facet heads)"] + args
-  return ", ".join(a.replace("--config.", "") for a in args) or "SPEC defaults"
+  return ", ".join(a.replace("--config.", "") for a in args) or "its config file, no overrides"
 
 
 def _groups(study_dir: str) -> dict[str, list[dict]]:

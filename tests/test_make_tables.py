@@ -169,6 +169,14 @@ def test_changes_reads_shell_quoted_commands():
       "text pre-training, model.num_heads=1, pretrain.facets=('leaf_category',)")
 
 
+def test_changes_names_stage_two_from_a_stage_one_workdir_as_text_pretraining():
+  # bench/gpu_suite.sh runs FAME+ stage 2 from a stage-1 workdir made beforehand.
+  cmd = ("python3 train.py --config configs/beauty_text.py --workdir /tmp/x --config.train.progress=False "
+         "--config.pretrain.enabled=False --config.init.item_embeddings_from=.devdata/beauty_stage1 "
+         "--config.model.gate=uniform  # call 1")
+  assert make_tables._changes(cmd) == "text pre-training (stage 1 run beforehand), model.gate=uniform"
+
+
 def _config(**model):
   m = {"facet_heads": True, "num_experts": 4, "hidden_size": 64, "facet_proj_scale": 1.0,
        "facet_proj_init": "selector", "head_mix": False, "output_norm_scale": 1.0}
