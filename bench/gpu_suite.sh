@@ -40,6 +40,14 @@ if [[ -d .devdata ]]; then
   done
 fi
 export XLA_PYTHON_CLIENT_PREALLOCATE=false  # Several processes share the GPU; peaks are real use.
+# JAX's persistent compilation cache, shared by all processes of the suite: in
+# session 14's calls (without it) each variant spent 37-99 s compiling its
+# train step and 78-135 s its first validation, 8-10 processes compiling at
+# once; runs whose programs coincide (the same model shapes: the evaluation of
+# dropout variants, say) now compile once. On the CPU a repeated tiny run went
+# from 42.3 s to 12.5 s with it.
+export JAX_COMPILATION_CACHE_DIR=${JAX_COMPILATION_CACHE_DIR:-/tmp/jax_cache}
+export JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=${JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS:-0}
 export PYTHONUNBUFFERED=1
 {
   echo "date: $(date -u +%Y-%m-%dT%H:%MZ)"
