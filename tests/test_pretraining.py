@@ -153,6 +153,29 @@ def test_handoff_facet_embeddings_equal_scaled_pretrained(tmp_path, proj):
   assert all(jax.tree.leaves(handoff.item_emb_trainable_mask(new, freeze=False)))
 
 
+def test_handoff_without_facet_heads_sets_only_the_item_table(tmp_path):
+  # SASRec (E 1, no facet heads) and FAME without facet heads have no W_f: the
+  # hand-off gives them the same pre-trained table and touches nothing else.
+  n, num_heads, d_head = 7, 2, 4
+  d = num_heads * d_head
+  rng = np.random.default_rng(1)
+  emb = rng.normal(size=(n + 1, num_heads, d_head)).astype(np.float32)
+  emb[0] = 0.0
+  os.makedirs(tmp_path / "pretrain")
+  np.save(tmp_path / "pretrain" / "item_facet_embeddings.npy", emb)
+  params = {"item_emb": {"embedding": jnp.asarray(rng.normal(size=(n + 1, d)), jnp.float32)},
+            "blocks_1": {"kernel": jnp.ones((3,))}}
+  base = dict(hidden_size=d, num_heads=num_heads, init_std=0.02, facet_item_proj="linear")
+  with pytest.raises(ValueError, match="facet_proj"):  # A FAME config must have W_f.
+    handoff.apply_pretrained_item_embeddings(params, str(tmp_path), ml_collections.ConfigDict(base))
+  new = handoff.apply_pretrained_item_embeddings(
+      params, str(tmp_path), ml_collections.ConfigDict(dict(base, facet_heads=False)))
+  expected, _ = handoff.pretrained_item_table(emb, 0.02)
+  np.testing.assert_allclose(np.asarray(new["item_emb"]["embedding"]), expected, rtol=1e-6)
+  assert set(new) == {"item_emb", "blocks_1"}
+  np.testing.assert_array_equal(new["blocks_1"]["kernel"], params["blocks_1"]["kernel"])
+
+
 # ------------------------------------------------------------------ end to end
 def _facet_world(n=240, values=6, noise=0.6, seed=0):
   """Items with two facets; text vectors = sum of per-value random vectors + noise."""

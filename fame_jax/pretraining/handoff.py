@@ -122,7 +122,9 @@ def apply_pretrained_item_embeddings(params: Any, pretrain_workdir: str,
   table, _ = pretrained_item_table(emb, float(model_cfg.init_std))
   dtype = inner["item_emb"]["embedding"].dtype
   inner["item_emb"]["embedding"] = jax.numpy.asarray(table, dtype)
-  if model_cfg.facet_item_proj == "linear":
+  # Without facet heads (SASRec, or FAME's no-facet-heads ablation) there is
+  # no W_f: the pre-trained table is the whole hand-off.
+  if model_cfg.facet_item_proj == "linear" and model_cfg.get("facet_heads", True):
     if "fame_block" not in inner or "facet_proj" not in inner["fame_block"]:
       raise ValueError("facet_item_proj='linear' but params have no "
                        "fame_block/facet_proj to set to the chunk selectors")
