@@ -365,3 +365,24 @@ def test_repeated_evaluations_reuse_one_compiled_scorer():
   widths = {min(config.data.max_len, evaluation.next_pow2(min(len(h), config.data.max_len)))
             for h in hist}
   assert scores._cache_size() <= len(widths)
+
+
+def test_device_memory_peak_mb_reads_accelerator_stats():
+  from fame_jax import parallel
+
+  class _Dev:
+    def __init__(self, stats):
+      self._stats = stats
+
+    def memory_stats(self):
+      if isinstance(self._stats, Exception):
+        raise self._stats
+      return self._stats
+
+  # The CPU backend reports no statistics: None, not a made-up number.
+  assert parallel.device_memory_peak_mb() is None
+  assert parallel.device_memory_peak_mb([_Dev(None), _Dev(NotImplementedError())]) is None
+  # Accelerators: the largest peak over the devices, in MiB.
+  devs = [_Dev({"peak_bytes_in_use": 3 * 2**20}), _Dev({"peak_bytes_in_use": 5 * 2**20 + 2**19}),
+          _Dev({"bytes_in_use": 7})]
+  assert parallel.device_memory_peak_mb(devs) == 5.5
