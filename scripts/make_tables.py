@@ -364,6 +364,8 @@ def chosen_table(full_dir: str, configs: dict[str, dict]) -> str:
       elif closest is None or len(diffs) < len(closest[1]):
         closest = (name, diffs)
     if not by_seed:
+      if label in _OPTIONAL_ROWS:  # A baseline shown only where it was run.
+        continue
       hint = f"none; closest `{closest[0]}` differs in {', '.join(closest[1])}" if closest else "none"
       lines.append(f"| {label} | `{spec}` | {hint} | 0 | | | | |")
       continue
@@ -375,8 +377,8 @@ def chosen_table(full_dir: str, configs: dict[str, dict]) -> str:
                  f"{_fmt([r['test/NDCG@10'] for r in res])} | "
                  f"{', '.join(str(r['best_epoch']) for r in res)} |")
   verdicts = []
-  base = picked.get("SASRec")
-  for label in ("FAME", "FAME+"):
+  for label, base_label in (("FAME", "SASRec"), ("FAME+", "SASRec"), ("FAME+", _SASREC_TEXT)):
+    base = picked.get(base_label)
     if base is None or label not in picked:
       continue
     a = [r["test/NDCG@10"] for r in picked[label]]
@@ -384,18 +386,30 @@ def chosen_table(full_dir: str, configs: dict[str, dict]) -> str:
     verdict = {"n/a": "needs >= 2 seeds each", "fame": "FAME above beyond the seed spread",
                "sasrec": "SASRec above beyond the seed spread",
                "overlap": "seed ranges overlap"}[_spread(a, b)]
-    verdicts.append(f"{label} vs SASRec on test NDCG@10: {np.mean(a) - np.mean(b):+.4f} "
+    verdicts.append(f"{label} vs {base_label} on test NDCG@10: {np.mean(a) - np.mean(b):+.4f} "
                     f"({len(a)} vs {len(b)} seeds; {verdict}).")
   return "\n".join(lines) + ("\n\n" + " ".join(verdicts) if verdicts else "")
 
 
+# SASRec given the same text pre-training as FAME+ (the stage-1 table as its
+# item embeddings): the baseline that separates what the text brings from what
+# the facet heads bring. Its row appears only where such runs exist.
+_SASREC_TEXT = "SASRec+text"
+_OPTIONAL_ROWS = (_SASREC_TEXT,)
+
+
 def dataset_configs(dataset: str) -> dict[str, tuple[str, dict]]:
-  """The current settings of the three dataset configs that exist for `dataset`."""
+  """The current settings of the dataset configs that exist for `dataset`, and
+  SASRec with the `pretrain` section of `configs/<dataset>_text.py`."""
   out = {}
   for label, pattern in _DATASET_CONFIGS:
     spec = pattern.format(ds=dataset)
     if os.path.exists(os.path.join(ROOT, spec.partition(":")[0])):
       out[label] = (spec, current_config(spec))
+  if "SASRec" in out and "FAME+" in out:
+    cfg = json.loads(json.dumps(out["SASRec"][1]))
+    cfg["pretrain"] = out["FAME+"][1]["pretrain"]
+    out[_SASREC_TEXT] = (f"{out['SASRec'][0]} + the pretrain section of {out['FAME+'][0]}", cfg)
   return out
 
 

@@ -229,6 +229,37 @@ def test_chosen_table_pools_the_runs_made_with_the_current_settings(tmp_path):
   assert make_tables.chosen_table(str(tmp_path / "none"), configs) == ""
 
 
+def test_sasrec_with_text_row_appears_only_with_its_runs(tmp_path):
+  study = tmp_path / "full"
+  text = {"enabled": True, "facets": ["a", "b"], "text_cache_dir": ""}
+  sasrec = _config(facet_heads=False, num_experts=1)
+  fame_text = dict(_config(), pretrain=text)
+  for s, v in enumerate((0.050, 0.051)):
+    _run_with_config(study, f"sasrec_seed{s}", v, dict(sasrec, train=dict(sasrec["train"], seed=s)))
+    _run_with_config(study, f"fame_text_seed{s}", v + 0.010,
+                     dict(fame_text, train=dict(sasrec["train"], seed=s)))
+  configs = {"SASRec": ("configs/sasrec.py:x", sasrec), "FAME+": ("configs/x_text.py", fame_text),
+             make_tables._SASREC_TEXT: ("sasrec + text", dict(sasrec, pretrain=text))}
+  table = make_tables.chosen_table(str(study), configs)
+  assert make_tables._SASREC_TEXT not in table  # No such runs: no row, no verdict.
+  for s, v in enumerate((0.064, 0.066)):
+    _run_with_config(study, f"sasrec_text_seed{s}", v,
+                     dict(sasrec, pretrain=text, train=dict(sasrec["train"], seed=s)))
+  table = make_tables.chosen_table(str(study), configs)
+  row = [l for l in table.splitlines() if l.startswith(f"| {make_tables._SASREC_TEXT} |")]
+  assert len(row) == 1 and "| sasrec_text | 2 |" in row[0]
+  assert "FAME+ vs SASRec on test NDCG@10: +0.0100 (2 vs 2 seeds; FAME above beyond the seed spread)." in table
+  assert (f"FAME+ vs {make_tables._SASREC_TEXT} on test NDCG@10: -0.0045 (2 vs 2 seeds; "
+          "SASRec above beyond the seed spread).") in table
+
+
+def test_dataset_configs_add_sasrec_with_the_text_pretraining_of_fame_plus():
+  configs = make_tables.dataset_configs("beauty")
+  spec, cfg = configs[make_tables._SASREC_TEXT]
+  assert cfg["pretrain"] == configs["FAME+"][1]["pretrain"] and cfg["pretrain"]["enabled"]
+  assert cfg["model"] == configs["SASRec"][1]["model"]
+
+
 def test_current_config_reads_the_committed_dataset_configs():
   sasrec = make_tables.current_config("configs/sasrec.py:beauty")
   fame = make_tables.current_config("configs/beauty_text.py")
