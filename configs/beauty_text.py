@@ -28,4 +28,13 @@ def get_config():
   # 1 (valid 0.0686 +- 0.0008 vs 0.0694 +- 0.0006, 3 seeds, d 64; 0.0686 vs
   # 0.0702 at d 128, seed 0: sasrec_d128_oscale2_seed0), so SASRec keeps 1.
   c.model.facet_proj_scale = 4.0
+  # Uniform gate (the paper's ablation: u is the mean of the facet heads, no
+  # learned weights). A GPU study at seed 0 had it at valid NDCG@10 0.0760 vs
+  # 0.0753 learned (results/beauty/gpu_h200/fame_text*); full CPU runs, 3
+  # seeds: 0.0762 +- 0.0002 (0.0761, 0.0761, 0.0764), every seed above every
+  # learned-gate seed (0.0753, 0.0757, 0.0757; results/beauty/full/
+  # fame_text_gate_uniform_seed* vs fame_text_d128_pscale4_lr5e-4_seed*).
+  # FAME without text keeps
+  # the learned gate (configs/beauty.py: not tested there).
+  c.model.gate = "uniform"
   return c
