@@ -60,19 +60,20 @@ print("python-packages:", {m: getattr(importlib.import_module(m), "__version__",
 print("devices:", jax.devices(), [d.device_kind for d in jax.devices()])
 EOF
 } > "$OUT_DIR/env.txt"
-cat "$OUT_DIR/env.txt" | tee -a "$LOG"
+tee -a "$LOG" < "$OUT_DIR/env.txt"
 
 # ---------------------------------------------------------------- benchmarks
 bench() {  # bench TIMEOUT COMMAND...: one JSON line to bench.jsonl, with its command.
   local t=$1; shift
   say "bench: $*"
-  local line
-  line=$(timeout "$t" "$@" 2>> "$LOG" | tail -n 1)
-  if [[ -n "$line" ]]; then
+  local out rc line
+  out=$(timeout "$t" "$@" 2>> "$LOG"); rc=$?
+  line=$(tail -n 1 <<< "$out")
+  if (( rc == 0 )) && [[ -n "$line" ]]; then
     $PY -c 'import json,sys; print(json.dumps({"command": sys.argv[1], "result": json.loads(sys.argv[2])}))' \
         "$*" "$line" >> "$OUT_DIR/bench.jsonl" || say "bench output not JSON: $line"
   else
-    say "bench failed or timed out (rc ${PIPESTATUS[0]}): $*"
+    say "bench failed or timed out (rc $rc; 124 = timeout): $*"
   fi
 }
 if [[ -z "${SUITE_SKIP_BENCH:-}" ]]; then  # SUITE_SKIP_BENCH=1: variant study only (testing the suite).

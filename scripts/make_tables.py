@@ -339,9 +339,10 @@ def chosen_table(full_dir: str, configs: dict[str, dict]) -> str:
   matches when its stored config.json differs from them only in `_NEUTRAL`
   keys; the matching runs of every group are pooled over seeds (one run per
   seed). Where none matches, the closest group and its differences are shown,
-  so a config changed without runs behind it is visible here. FAME and FAME+
-  are then compared with SASRec on test NDCG@10 (beyond the seed spread =
-  every seed above every SASRec seed)."""
+  so a config changed without runs behind it is visible here (rows in
+  `_OPTIONAL_ROWS` are left out instead). FAME and FAME+ are then compared
+  with SASRec, and FAME+ with SASRec+text, on test NDCG@10 (beyond the seed
+  spread = every seed above every seed of the baseline)."""
   runs = {}
   for d in sorted(glob.glob(os.path.join(full_dir, "*"))):
     if os.path.exists(os.path.join(d, "results.json")) and os.path.exists(
