@@ -62,6 +62,10 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.model.output_norm_scale = 1.0
   c.model.moe_residual = "slice"  # "slice" (X^h) or "key_proj" (X W_K^h).
   c.model.gate = "learned"  # "learned" softmax gate or "uniform" mean.
+  # How the heads' item scores combine (SPEC 3): "logits" = sum_h g_h s^h, one
+  # softmax (default); "probs" = sum_h g_h softmax(s^h), a mixture of per-head
+  # softmaxes (needs facet_heads=True; H softmaxes per target, ~H x loss cost).
+  c.model.mix = "logits"
   c.model.moe_all_layers = False  # True = MoE attention in every layer.
   c.model.head_mix = False  # True = Linear(d, d) over the heads' attention outputs before FFN'.
   c.model.layer_norm_eps = 1e-12  # LayerNorm epsilon (RecBole SASRec).

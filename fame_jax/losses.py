@@ -18,6 +18,10 @@ stay exact.
   ``jax.custom_vjp`` whose backward pass recomputes each tile's logits, so
   memory is ``O(T x chunk)`` (plus the ``[N + 1, d]`` gradient that any
   implementation must return) instead of ``O(T x N)``.
+
+Both are a logsumexp over the catalog plus a gathered target logit, so the
+same two logsumexps also serve ``mix="probs"`` (a gated mixture of per-head
+softmaxes, :func:`mixture_ce`): one logsumexp per head.
 """
 
 from __future__ import annotations
@@ -67,10 +71,15 @@ def dense_ce(h: jax.Array, item_table: jax.Array, targets: jax.Array,
     ``(loss_sum, weight_sum)`` float32 scalars.
   """
   targets = targets.astype(jnp.int32)
+  return _reduce(dense_logsumexp(h, item_table), _target_logits(h, item_table, targets),
+                 targets, weights)
+
+
+def dense_logsumexp(h: jax.Array, item_table: jax.Array) -> jax.Array:
+  """``[T]`` float32 ``logsumexp_{j in 1..N} h_t . e_j`` from ``[T, N + 1]`` logits."""
   logits = jnp.dot(h, item_table.T, preferred_element_type=jnp.float32)  # [T, N + 1]
   col = jax.lax.broadcasted_iota(jnp.int32, logits.shape, 1)
-  lse = jax.nn.logsumexp(jnp.where(col == 0, -jnp.inf, logits), axis=-1)
-  return _reduce(lse, _target_logits(h, item_table, targets), targets, weights)
+  return jax.nn.logsumexp(jnp.where(col == 0, -jnp.inf, logits), axis=-1)
 
 
 def _tiles(item_table: jax.Array, chunk: int) -> tuple[jax.Array, int]:
@@ -150,6 +159,11 @@ def _chunked_lse_bwd(chunk, res, g):
 chunked_logsumexp.defvjp(_chunked_lse_fwd, _chunked_lse_bwd)
 
 
+def _chunk_size(chunk_items: int, item_table: jax.Array) -> int:
+  """The static tile: ``chunk_items`` clipped to ``1..N + 1``."""
+  return int(max(1, min(chunk_items, item_table.shape[0])))
+
+
 def chunked_ce(h: jax.Array, item_table: jax.Array, targets: jax.Array, weights: jax.Array,
                chunk_items: int = 8192) -> tuple[jax.Array, jax.Array]:
   """Full-softmax CE by item tiles; same value and gradients as ``dense_ce``.
@@ -165,26 +179,64 @@ def chunked_ce(h: jax.Array, item_table: jax.Array, targets: jax.Array, weights:
     ``(loss_sum, weight_sum)`` float32 scalars.
   """
   targets = targets.astype(jnp.int32)
-  chunk = int(max(1, min(chunk_items, item_table.shape[0])))
-  lse = chunked_logsumexp(h, item_table, chunk)
+  lse = chunked_logsumexp(h, item_table, _chunk_size(chunk_items, item_table))
   # The target logit is a plain gather-dot, differentiated by autodiff.
   return _reduce(lse, _target_logits(h, item_table, targets), targets, weights)
 
 
-def get_loss_fn(name: str, chunk_items: int = 8192) -> LossFn:
+def mixture_ce(u: jax.Array, log_gate: jax.Array, item_table: jax.Array, targets: jax.Array,
+               weights: jax.Array, lse_fn: Callable[[jax.Array, jax.Array], jax.Array]
+               ) -> tuple[jax.Array, jax.Array]:
+  """CE of a gated mixture of per-head softmaxes (``model.mix = "probs"``).
+
+  ``loss_t = -log sum_h g_{t,h} softmax_{j in 1..N}(u^h_t . e_j)[y_t]
+  = -logsumexp_h(log g_{t,h} + u^h_t . e_{y_t} - lse^h_t)``.
+
+  Args:
+    u: ``[T, H, d]`` per-head user vectors.
+    log_gate: ``[T, H]`` log gate weights (each row's exp sums to 1).
+    item_table: ``[N + 1, d]``, row 0 = pad.
+    targets: ``[T]`` int32 in ``0..N`` (0 = no target).
+    weights: ``[T]`` float32.
+    lse_fn: ``lse(h [T', d], item_table) -> [T']``, :func:`dense_logsumexp`
+      or a partial of :func:`chunked_logsumexp`.
+
+  Returns:
+    ``(loss_sum, weight_sum)`` float32 scalars.
+  """
+  t, hh, d = u.shape
+  targets = targets.astype(jnp.int32)
+  flat = u.reshape(t * hh, d)
+  lse = lse_fn(flat, item_table).reshape(t, hh)
+  tgt = _target_logits(flat, item_table, jnp.repeat(targets, hh)).reshape(t, hh)
+  log_p = jax.nn.logsumexp(log_gate.astype(jnp.float32) + tgt - lse, axis=-1)  # [T]
+  return _reduce(jnp.zeros_like(log_p), log_p, targets, weights)
+
+
+def get_loss_fn(name: str, chunk_items: int = 8192, mix: str = "logits") -> LossFn:
   """Returns the CE implementation ``name`` (``"dense"`` or ``"chunked"``).
 
   Args:
     name: implementation (``config.train.loss_impl``).
     chunk_items: item tile for ``"chunked"`` (``config.train.loss_chunk_items``).
+    mix: ``config.model.mix``; ``"probs"`` returns :func:`mixture_ce` over
+      the same implementation.
 
   Returns:
-    ``ce(h, item_table, targets, weights) -> (loss_sum, weight_sum)``.
+    ``ce(h, item_table, targets, weights) -> (loss_sum, weight_sum)``, or for
+    ``mix="probs"`` ``ce(u, log_gate, item_table, targets, weights)``.
   """
   if name == "dense":
-    return dense_ce
-  if name == "chunked":
+    ce, lse_fn = dense_ce, dense_logsumexp
+  elif name == "chunked":
     if chunk_items < 1:
       raise ValueError(f"loss_chunk_items must be >= 1, got {chunk_items}")
-    return functools.partial(chunked_ce, chunk_items=int(chunk_items))
-  raise ValueError(f"loss_impl must be 'dense' or 'chunked', got {name!r}")
+    ce = functools.partial(chunked_ce, chunk_items=int(chunk_items))
+    lse_fn = lambda h, table: chunked_logsumexp(h, table, _chunk_size(chunk_items, table))
+  else:
+    raise ValueError(f"loss_impl must be 'dense' or 'chunked', got {name!r}")
+  if mix == "logits":
+    return ce
+  if mix == "probs":
+    return functools.partial(mixture_ce, lse_fn=lse_fn)
+  raise ValueError(f"model.mix must be 'logits' or 'probs', got {mix!r}")

@@ -75,6 +75,9 @@ def measure(results_dir: str, chunk: int = 256) -> dict:
   c = stats.load_config(config, overrides)
   dataset, split = loop.load_data(c)
   params = loop.restore_params(c, workdir, dataset.num_items)
+  if c.model.get("mix", "logits") != "logits":
+    raise SystemExit(f"{results_dir}: config.model.mix={c.model.mix!r}; the score-scale "
+                     "measurement needs one logit per item (mix='logits')")
   model = FAME(cfg=c.model, num_items=dataset.num_items)
   left_pad = c.train.examples == "prefix_last"
   ts = jnp.asarray(2.0 ** LOG2_T, jnp.float32)

@@ -150,7 +150,8 @@ def fame_scores_loop(params, items, positions, segments, s):
 
   Returns:
     ``(scores [B, L, N+1], gate [B, L, H], router [B, L, H, E])``; score
-    column 0 and pad rows are 0 (not compared).
+    column 0 and pad rows are 0 (not compared). With ``s.mix="probs"`` the
+    scores are the log mixture probabilities ``log sum_h g_h softmax(s^h)``.
   """
   p = to_numpy(params)
   items, positions, segments = (np.asarray(a) for a in (items, positions, segments))
@@ -188,15 +189,19 @@ def fame_scores_loop(params, items, positions, segments, s):
       else:
         g = np.full(hh, 1.0 / hh)
       gates[b, t] = g
+      head_scores = np.zeros((hh, table.shape[0]))  # s^h_v, column 0 unused.
       for v in range(1, table.shape[0]):
-        total = 0.0
         for h in range(hh):
           if s.facet_item_proj == "linear":
             xv = table[v] @ fb["facet_proj"][h]
           else:
             xv = table[v][h * dh:(h + 1) * dh]
-          total += g[h] * (facets[h] @ xv)
-        scores[b, t, v] = total
+          head_scores[h, v] = facets[h] @ xv
+      if s.mix == "logits":  # sum_h g_h s^h_v, one softmax later.
+        scores[b, t, 1:] = sum(g[h] * head_scores[h, 1:] for h in range(hh))
+      else:  # log sum_h g_h softmax_v(s^h)_v: the mixture of per-head softmaxes.
+        probs = sum(g[h] * softmax(head_scores[h, 1:]) for h in range(hh))
+        scores[b, t, 1:] = np.log(probs)
   return scores, gates, routers
 
 

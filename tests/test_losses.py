@@ -102,3 +102,70 @@ def test_pad_item_never_contributes(name):
 def test_get_loss_fn_rejects_unknown():
   with pytest.raises(ValueError, match="loss_impl"):
     losses.get_loss_fn("sampled", 8)
+  with pytest.raises(ValueError, match="model.mix"):
+    losses.get_loss_fn("dense", 8, mix="sum")
+
+
+def _mixture_case(seed=2, t=29, hh=3, n=52, d=16):
+  rng = np.random.default_rng(seed)
+  u = rng.normal(size=(t, hh, d)).astype(np.float32)
+  gate_logits = rng.normal(size=(t, hh)) * 2.0
+  log_gate = (gate_logits - np.log(np.exp(gate_logits).sum(-1, keepdims=True))).astype(np.float32)
+  _, table, targets, weights = _case(seed, t, n, d)
+  return u, log_gate, table, targets, weights
+
+
+def _numpy_mixture_ce(u, log_gate, table, targets, weights):
+  """Literal: per head a softmax over items 1..N, gated sum, -log at the target."""
+  total, wsum = 0.0, 0.0
+  for t in range(u.shape[0]):
+    w = weights[t] if targets[t] > 0 else 0.0
+    wsum += w
+    if w == 0:
+      continue
+    p = 0.0
+    for h in range(u.shape[1]):
+      logits = table[1:].astype(np.float64) @ u[t, h].astype(np.float64)
+      e = np.exp(logits - logits.max())
+      p += np.exp(log_gate[t, h]) * e[targets[t] - 1] / e.sum()
+    total += -w * np.log(p)
+  return total, wsum
+
+
+@pytest.mark.parametrize("name,chunk", [("dense", 8), ("chunked", 8), ("chunked", 17)])
+def test_mixture_ce_matches_literal_and_dense(name, chunk):
+  u, log_gate, table, targets, weights = _mixture_case()
+  ce = losses.get_loss_fn(name, chunk, mix="probs")
+
+  def f(u, log_gate, table):
+    return ce(u, log_gate, table, jnp.asarray(targets), jnp.asarray(weights))[0]
+
+  args = (jnp.asarray(u), jnp.asarray(log_gate), jnp.asarray(table))
+  loss, grads = jax.jit(jax.value_and_grad(f, argnums=(0, 1, 2)))(*args)
+  want, want_w = _numpy_mixture_ce(u, log_gate, table, targets, weights)
+  assert float(loss) == pytest.approx(want, rel=1e-5)
+  assert float(ce(*args, jnp.asarray(targets), jnp.asarray(weights))[1]) == pytest.approx(want_w)
+  dense = losses.get_loss_fn("dense", mix="probs")
+  _, dense_grads = jax.jit(jax.value_and_grad(
+      lambda u, g, tb: dense(u, g, tb, jnp.asarray(targets), jnp.asarray(weights))[0],
+      argnums=(0, 1, 2)))(*args)
+  for a, b in zip(grads, dense_grads):
+    _assert_close(a, b)
+  assert np.all(np.asarray(grads[2])[0] == 0.0)  # The pad item takes no part.
+  # Gradient of the literal loss wrt the gate by finite differences (float64 numpy).
+  eps = 1e-3
+  t0 = int(np.flatnonzero((targets > 0) & (weights > 0))[0])
+  bumped = log_gate.astype(np.float64).copy()
+  bumped[t0, 0] += eps
+  fd = (_numpy_mixture_ce(u, bumped, table, targets, weights)[0] - want) / eps
+  assert float(grads[1][t0, 0]) == pytest.approx(fd, rel=2e-2, abs=1e-3)
+
+
+def test_mixture_ce_with_one_head_is_plain_ce():
+  h, table, targets, weights = _case(seed=4)
+  plain = losses.dense_ce(jnp.asarray(h), jnp.asarray(table), jnp.asarray(targets),
+                          jnp.asarray(weights))
+  mixed = losses.get_loss_fn("dense", mix="probs")(
+      jnp.asarray(h)[:, None], jnp.zeros((h.shape[0], 1)), jnp.asarray(table),
+      jnp.asarray(targets), jnp.asarray(weights))
+  assert float(mixed[0]) == pytest.approx(float(plain[0]), rel=1e-6)

@@ -144,3 +144,38 @@ def test_reference_detects_a_wrong_weight():
   want, _, _ = ref.fame_scores_loop(bad, items, positions, segments, model_settings(cfg))
   real = _real(segments)
   assert np.abs(got[real][:, 1:] - want[real][:, 1:]).max() > 1e-3
+
+
+@pytest.mark.parametrize("overrides", [
+    dict(),
+    dict(gate="uniform", facet_item_proj="slice"),
+    dict(num_heads=1, num_experts=2),
+], ids=["learned_linear", "uniform_slice", "one_head"])
+def test_mix_probs_scores_equal_loop_reference(overrides):
+  # mix="probs": the model's scores are log sum_h g_h softmax(s^h), computed by
+  # the reference literally (per-head scores, per-head softmax, gated sum).
+  cfg = ref.small_model_config(mix="probs", **overrides)
+  model, params = _model_and_params(cfg, seed=11)
+  items, positions, segments = ref.mixed_batch()
+  u, inter = model.apply({"params": params}, items, positions, segments, train=False)
+  hh = cfg.num_heads
+  assert u.shape == items.shape + (hh, cfg.hidden_size)
+  np.testing.assert_allclose(np.exp(np.asarray(inter["log_gate"])), np.asarray(inter["gate"]),
+                             rtol=1e-6)
+  scores = np.asarray(score_items(u, params["item_emb"]["embedding"], inter["log_gate"]))
+  want, want_gate, _ = ref.fame_scores_loop(params, items, positions, segments,
+                                            model_settings(cfg))
+  real = _real(segments)
+  assert np.isneginf(scores[..., 0]).all()
+  np.testing.assert_allclose(scores[real][:, 1:], want[real][:, 1:], **TOL)
+  np.testing.assert_allclose(np.asarray(inter["gate"])[real], want_gate[real], **TOL)
+  # A probability distribution over the real items, per position.
+  np.testing.assert_allclose(np.exp(scores[real][:, 1:]).sum(-1), 1.0, rtol=1e-5)
+  if hh > 1:  # With two heads it is not the logits mixture.
+    logits_cfg = ref.small_model_config(**overrides)
+    want_logits, _, _ = ref.fame_scores_loop(params, items, positions, segments,
+                                             model_settings(logits_cfg))
+    lp = want_logits[real][:, 1:]
+    lp = lp - np.log(np.exp(lp - lp.max(-1, keepdims=True)).sum(-1, keepdims=True)) - lp.max(
+        -1, keepdims=True)
+    assert np.abs(lp - want[real][:, 1:]).max() > 1e-3

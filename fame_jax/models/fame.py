@@ -50,6 +50,7 @@ class ModelSettings:
   output_norm_scale: float
   moe_residual: str
   gate: str
+  mix: str
   moe_all_layers: bool
   head_mix: bool
   layer_norm_eps: float
@@ -124,6 +125,7 @@ def model_settings(cfg: Any) -> ModelSettings:
       output_norm_scale=float(getattr(cfg, "output_norm_scale", 1.0)),
       moe_residual=_choice("moe_residual", cfg.moe_residual, ("slice", "key_proj")),
       gate=_choice("gate", cfg.gate, ("learned", "uniform")),
+      mix=_choice("mix", getattr(cfg, "mix", "logits"), ("logits", "probs")),
       moe_all_layers=bool(cfg.moe_all_layers),
       head_mix=bool(getattr(cfg, "head_mix", False)),
       layer_norm_eps=float(cfg.layer_norm_eps),
@@ -191,9 +193,12 @@ class FameBlock(nn.Module):
         (the outputs below then have ``L = 1``).
 
     Returns:
-      ``(u, intermediates)``: ``u [B, L, d]`` with
+      ``(u, intermediates)``: with ``mix="logits"``, ``u [B, L, d]`` with
       ``u_t = sum_h g_{t,h} W_f^h F^h_t`` (or ``F^h_t`` placed in chunk ``h``
-      for ``slice``); ``intermediates`` = ``gate [B, L, H]``,
+      for ``slice``); with ``mix="probs"``, the ungated per-head vectors
+      ``u [B, L, H, d]``, ``u^h_t = W_f^h F^h_t`` (head ``h``'s score of item
+      ``v`` is ``<u^h_t, item_emb[v]>``), and ``intermediates["log_gate"]
+      [B, L, H]`` (``log g``). ``intermediates`` also holds ``gate [B, L, H]``,
       ``router [B, L, H, E]``, ``head_outputs [B, L, H, d']`` (the ``F^h``).
     """
     s = self.s
@@ -226,8 +231,15 @@ class FameBlock(nn.Module):
       gate_logits = nn.Dense(hh, kernel_init=layers.normal_init(s.init_std), name="gate")(
           facets.reshape(b, l, d))  # [F^1 || ... || F^H]
       gate = jax.nn.softmax(gate_logits, axis=-1)
+      log_gate = jax.nn.log_softmax(gate_logits, axis=-1)
     else:
       gate = jnp.full((b, l, hh), 1.0 / hh, facets.dtype)
+      log_gate = jnp.full((b, l, hh), -jnp.log(float(hh)), facets.dtype)
+    inter = {"gate": gate, "router": router, "head_outputs": facets}
+    if s.mix == "probs":
+      # Each head scores on its own and is normalised on its own; the gate
+      # then mixes probabilities (losses.mixture_ce, score_items).
+      inter["log_gate"] = log_gate
 
     if s.facet_item_proj == "linear":
       if s.facet_proj_init == "selector":
@@ -235,13 +247,18 @@ class FameBlock(nn.Module):
             key, shape, dtype)
       else:
         init = layers.normal_init(s.init_std)
-      w_f = self.param("facet_proj", init, (hh, d, dh))
       # <F^h, item_emb[v] W_f^h> = <W_f^h F^h, item_emb[v]>: move the
       # projection to the user side so scoring stays one matmul.
+      w_f = self.param("facet_proj", init, (hh, d, dh))
+      if s.mix == "probs":
+        return jnp.einsum("blhk,hdk->blhd", facets, w_f), inter
       u = jnp.einsum("blh,blhk,hdk->bld", gate, facets, w_f)
+    elif s.mix == "probs":
+      # Slice: W_f^h is the fixed selector of chunk h.
+      u = jnp.einsum("blhk,hdk->blhd", facets, selector_init(None, (hh, d, dh), facets.dtype))
     else:
       u = (gate[..., None] * facets).reshape(b, l, d)
-    return u, {"gate": gate, "router": router, "head_outputs": facets}
+    return u, inter
 
 
 class FAME(nn.Module):
@@ -314,21 +331,37 @@ class FAME(nn.Module):
       u, intermediates = layers.TransformerBlock(
           s.num_heads, s.last_block_experts, s.ffn_inner, s.fame_dropout, eps, std,
           s.output_norm_scale, name="fame_block")(x, mask, train, query_index)
-    return jnp.where(layers.take_rows(real, query_index), u, 0.0), intermediates
+    real = layers.take_rows(real, query_index)
+    if u.ndim == 4:  # mix="probs": [B, L, H, d].
+      real = real[..., None]
+    return jnp.where(real, u, 0.0), intermediates
 
 
-def score_items(u: jax.Array, item_table: jax.Array) -> jax.Array:
-  """Scores every item for every user vector: ``u @ item_table.T``.
+def score_items(u: jax.Array, item_table: jax.Array,
+                log_gate: jax.Array | None = None) -> jax.Array:
+  """Scores every item for every user vector.
 
-  The one score function that training and evaluation call. The pad column
-  0 is ``-inf`` so the pad item is never a candidate (TRAPS 4).
+  The one score function that evaluation and export call (training calls
+  ``losses``, which computes the same quantities). The pad column 0 is
+  ``-inf`` so the pad item is never a candidate (TRAPS 4).
+
+  * ``log_gate is None`` (``mix="logits"``): ``u @ item_table.T``.
+  * ``mix="probs"``: ``u [..., H, d]`` are the per-head vectors and the score
+    is the log of the gated mixture of per-head softmaxes,
+    ``log sum_h g_h softmax_v(<u^h, e_v>)`` over the real items ``1..N``: the
+    log-probability the training loss maximises, so ranks follow it.
 
   Args:
-    u: ``[..., d]`` user vectors from :class:`FAME`.
+    u: ``[..., d]`` (or ``[..., H, d]`` with ``log_gate``) from :class:`FAME`.
     item_table: ``[N+1, d]``, ``params["item_emb"]["embedding"]``.
+    log_gate: ``[..., H]`` log gate weights (``intermediates["log_gate"]``).
 
   Returns:
     ``[..., N+1]`` float scores, column 0 ``-inf``.
   """
   scores = jnp.einsum("...d,nd->...n", u, item_table)
-  return scores.at[..., 0].set(-jnp.inf)
+  scores = scores.at[..., 0].set(-jnp.inf)
+  if log_gate is None:
+    return scores
+  log_p = jax.nn.log_softmax(scores, axis=-1)  # Per head; the pad column stays -inf.
+  return jax.nn.logsumexp(log_gate[..., None] + log_p, axis=-2)

@@ -46,6 +46,12 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   if m.get("head_mix", False) and not m.facet_heads:
     errors.append("config.model.head_mix=True needs config.model.facet_heads=True (a standard "
                   "last block already mixes its heads with W_O)")
+  mix = m.get("mix", "logits")
+  if mix not in ("logits", "probs"):
+    errors.append(f"config.model.mix={mix!r}: must be one of ('logits', 'probs')")
+  elif mix == "probs" and not m.facet_heads:
+    errors.append("config.model.mix='probs' needs config.model.facet_heads=True (without facet "
+                  "heads there is one score per item and nothing to mix)")
   if m.get("output_norm_scale", 1.0) <= 0:
     errors.append(f"config.model.output_norm_scale={m.output_norm_scale} must be > 0")
   scale = m.get("facet_proj_scale", 1.0)
@@ -80,7 +86,7 @@ def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
 # Config keys added after runs were made, each with the value that rebuilds
 # those runs' model; a stored config.json without the key means that value.
 ADDED_DEFAULTS = {"model.head_mix": False, "model.facet_proj_scale": 1.0,
-                  "model.output_norm_scale": 1.0}
+                  "model.output_norm_scale": 1.0, "model.mix": "logits"}
 
 
 def with_added_defaults(stored: dict) -> dict:
