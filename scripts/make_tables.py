@@ -401,16 +401,16 @@ _OPTIONAL_ROWS = (_SASREC_TEXT,)
 
 def dataset_configs(dataset: str) -> dict[str, tuple[str, dict]]:
   """The current settings of the dataset configs that exist for `dataset`, and
-  SASRec with the `pretrain` section of `configs/<dataset>_text.py`."""
+  SASRec+text, `configs/sasrec.py:<dataset>_text` (FAME+'s config, text
+  pre-training and training settings included, with the plain last block)."""
   out = {}
   for label, pattern in _DATASET_CONFIGS:
     spec = pattern.format(ds=dataset)
     if os.path.exists(os.path.join(ROOT, spec.partition(":")[0])):
       out[label] = (spec, current_config(spec))
   if "SASRec" in out and "FAME+" in out:
-    cfg = json.loads(json.dumps(out["SASRec"][1]))
-    cfg["pretrain"] = out["FAME+"][1]["pretrain"]
-    out[_SASREC_TEXT] = (f"{out['SASRec'][0]} + the pretrain section of {out['FAME+'][0]}", cfg)
+    spec = f"configs/sasrec.py:{dataset}_text"
+    out[_SASREC_TEXT] = (spec, current_config(spec))
   return out
 
 

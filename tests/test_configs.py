@@ -35,7 +35,7 @@ def test_config_loads_and_validates(path):
   assert config.model.max_len >= config.data.max_len
 
 
-@pytest.mark.parametrize("dataset", ["beauty", "ml1m", "tiny"])
+@pytest.mark.parametrize("dataset", ["beauty", "ml1m", "tiny", "beauty_text"])
 def test_sasrec_config_is_the_dataset_config_with_a_plain_last_block(dataset):
   sas, base = _load(f"configs/sasrec.py:{dataset}"), _load(f"configs/{dataset}.py")
   assert sas.model.num_experts == 1 and not sas.model.facet_heads

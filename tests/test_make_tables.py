@@ -257,8 +257,13 @@ def test_sasrec_with_text_row_appears_only_with_its_runs(tmp_path):
 def test_dataset_configs_add_sasrec_with_the_text_pretraining_of_fame_plus():
   configs = make_tables.dataset_configs("beauty")
   spec, cfg = configs[make_tables._SASREC_TEXT]
-  assert cfg["pretrain"] == configs["FAME+"][1]["pretrain"] and cfg["pretrain"]["enabled"]
-  assert cfg["model"] == configs["SASRec"][1]["model"]
+  fame_plus = configs["FAME+"][1]
+  assert spec == "configs/sasrec.py:beauty_text"
+  assert cfg["pretrain"] == fame_plus["pretrain"] and cfg["pretrain"]["enabled"]
+  assert cfg["train"] == fame_plus["train"]  # The same training settings as FAME+.
+  assert (cfg["model"]["num_experts"], cfg["model"]["facet_heads"]) == (1, False)
+  assert {k: v for k, v in cfg["model"].items() if k not in ("num_experts", "facet_heads")} == {
+      k: v for k, v in fame_plus["model"].items() if k not in ("num_experts", "facet_heads")}
 
 
 def test_current_config_reads_the_committed_dataset_configs():
