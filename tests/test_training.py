@@ -37,6 +37,18 @@ def _metrics_rows(workdir):
     return [json.loads(l) for l in f]
 
 
+def _assert_beats_popularity(config, results):
+  """Test HR@10 well above popularity ranking on the same split and protocol."""
+  dataset, split = loop.load_data(config)
+  pop = evaluation.popularity_scores(split.train, dataset.num_items)
+  histories, targets = split.eval_examples("test")
+  pop_metrics = evaluation.evaluate(
+      lambda inputs, lengths: np.tile(pop, (len(inputs), 1)), histories, targets, dataset.num_items,
+      batch_size=64, max_len=config.data.max_len)
+  assert results["test/HR@10"] > 1.5 * pop_metrics["HR@10"], (results["test/HR@10"], pop_metrics)
+  return dataset
+
+
 def test_tiny_run_learns_and_beats_popularity(tiny_run):
   config, workdir, results = tiny_run
   rows = _metrics_rows(workdir)
@@ -47,14 +59,7 @@ def test_tiny_run_learns_and_beats_popularity(tiny_run):
   for k in (5, 10, 20):
     assert f"test/HR@{k}" in results and f"valid/NDCG@{k}" in results
   assert results["protocol"]["mask_history"] is True
-  # Popularity ranking on the same split and protocol.
-  dataset, split = loop.load_data(config)
-  pop = evaluation.popularity_scores(split.train, dataset.num_items)
-  histories, targets = split.eval_examples("test")
-  pop_metrics = evaluation.evaluate(
-      lambda inputs, lengths: np.tile(pop, (len(inputs), 1)), histories, targets, dataset.num_items,
-      batch_size=64, max_len=config.data.max_len)
-  assert results["test/HR@10"] > 1.5 * pop_metrics["HR@10"], (results["test/HR@10"], pop_metrics)
+  _assert_beats_popularity(config, results)
 
 
 def test_finished_workdir_is_not_retrained(tiny_run):
@@ -420,13 +425,7 @@ def test_mix_probs_run_learns_and_evaluates(tmp_path):
   results = loop.train_and_evaluate(config, str(tmp_path / "probs"))
   rows = _metrics_rows(str(tmp_path / "probs"))
   assert rows[-1]["loss"] < rows[0]["loss"] - 0.3
-  dataset, split = loop.load_data(config)
-  pop = evaluation.popularity_scores(split.train, dataset.num_items)
-  histories, targets = split.eval_examples("test")
-  pop_metrics = evaluation.evaluate(
-      lambda inputs, lengths: np.tile(pop, (len(inputs), 1)), histories, targets, dataset.num_items,
-      batch_size=64, max_len=config.data.max_len)
-  assert results["test/HR@10"] > 1.5 * pop_metrics["HR@10"], (results["test/HR@10"], pop_metrics)
+  dataset = _assert_beats_popularity(config, results)
   with pytest.raises(ValueError, match="mix='logits'"):
     steps_lib.make_user_vector_fn(loop.FAME(cfg=config.model, num_items=dataset.num_items),
                                   "all_positions")
