@@ -12,14 +12,19 @@ _CHOICES = {
     "model.facet_proj_init": ("normal", "selector"),
     "model.moe_residual": ("slice", "key_proj"),
     "model.gate": ("learned", "uniform"),
+    "model.mix": ("logits", "probs"),
     "train.examples": ("all_positions", "prefix_last"),
     "train.loss_impl": ("dense", "chunked"),
 }
 
 
 def _get(config: ml_collections.ConfigDict, dotted: str) -> Any:
+  """The value at ``dotted``; a key added after a config was written
+  (:data:`ADDED_DEFAULTS`) reads as its default when absent."""
   node = config
   for part in dotted.split("."):
+    if part not in node and dotted in ADDED_DEFAULTS:
+      return ADDED_DEFAULTS[dotted]
     node = node[part]
   return node
 
@@ -46,10 +51,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   if m.get("head_mix", False) and not m.facet_heads:
     errors.append("config.model.head_mix=True needs config.model.facet_heads=True (a standard "
                   "last block already mixes its heads with W_O)")
-  mix = m.get("mix", "logits")
-  if mix not in ("logits", "probs"):
-    errors.append(f"config.model.mix={mix!r}: must be one of ('logits', 'probs')")
-  elif mix == "probs" and not m.facet_heads:
+  if _get(config, "model.mix") == "probs" and not m.facet_heads:
     errors.append("config.model.mix='probs' needs config.model.facet_heads=True (without facet "
                   "heads there is one score per item and nothing to mix)")
   if m.get("output_norm_scale", 1.0) <= 0:
