@@ -55,8 +55,7 @@ def get_config():
   # Then 2.5e-4, for every Beauty model. Full runs, 3 seeds each, valid
   # NDCG@10 at 2.5e-4 vs 5e-4: SASRec 0.0721 +- 0.0004 vs 0.0714 +- 0.0003
   # (results/beauty/full/sasrec_d128_lr2.5e-4_seed*); FAME 0.0690 +- 0.0009 vs
-  # 0.0685 +- 0.0008
-  # (seeds 0.0701, 0.0684, 0.0686 vs 0.0693, 0.0686, 0.0677;
+  # 0.0685 +- 0.0008 (seeds 0.0701, 0.0684, 0.0686 vs 0.0693, 0.0686, 0.0677;
   # fame_selector_d128_pscale2_lr2.5e-4_seed*); FAME+ 0.0774 +- 0.0001 vs
   # 0.0762 +- 0.0002 (fame_text_lr2.5e-4_seed* vs fame_text_gate_uniform_seed*);
   # SASRec+text 0.0778 +- 0.0001 vs 0.0775 +- 0.0002 (sasrec_text_lr2.5e-4_seed*
