@@ -34,9 +34,9 @@ def get_config():
   # seeds: 0.0762 +- 0.0002 (0.0761, 0.0761, 0.0764), every seed above every
   # learned-gate seed (0.0753, 0.0757, 0.0757; results/beauty/full/
   # fame_text_gate_uniform_seed* vs fame_text_d128_pscale4_lr5e-4_seed*).
-  # FAME without text keeps
-  # the learned gate: uniform there gave valid 0.0700 vs 0.0701, seed 0
-  # (results/beauty/full/fame_selector_d128_pscale2_lr2.5e-4_gate_uniform_seed0).
+  # FAME without text keeps the learned gate: uniform there gave valid 0.0700
+  # vs 0.0701, seed 0 (results/beauty/full/
+  # fame_selector_d128_pscale2_lr2.5e-4_gate_uniform_seed0).
   c.model.gate = "uniform"
   # Learning rate: configs/beauty.py's 2.5e-4 (the evidence is there). FAME+
   # moved first (session 15): it peaked at epoch 10-12 at 5e-4 and then
