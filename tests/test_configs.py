@@ -43,6 +43,19 @@ def test_sasrec_config_is_the_dataset_config_with_a_plain_last_block(dataset):
   assert sas.to_dict() == base.to_dict()
 
 
+def test_sasrec_sports_moves_only_width_and_rate():
+  # Sports SASRec trains at d 128 / lr 2.5e-4 (configs/sasrec.py evidence);
+  # FAME without text keeps configs/sports.py's d 64 / lr 1e-3.
+  sas, base = _load("configs/sasrec.py:sports"), _load("configs/sports.py")
+  assert (sas.model.hidden_size, sas.train.learning_rate) == (128, 2.5e-4)
+  assert (base.model.hidden_size, base.train.learning_rate) == (64, 1e-3)
+  for key, value in (("num_experts", base.model.num_experts), ("facet_heads", base.model.facet_heads),
+                     ("hidden_size", base.model.hidden_size)):
+    setattr(sas.model, key, value)
+  sas.train.learning_rate = base.train.learning_rate
+  assert sas.to_dict() == base.to_dict()
+
+
 def test_sasrec_config_rejects_unknown_dataset():
   with pytest.raises(Exception, match="unknown dataset"):
     _load("configs/sasrec.py:nope")
