@@ -30,7 +30,7 @@ def get_config(dataset: str = "beauty"):
   if dataset == "sports":
     # SASRec without text on Sports trains at Beauty's d 128 and lr 2.5e-4;
     # FAME without text (configs/sports.py) keeps d 64 and lr 1e-3. Full runs,
-    # 3 seeds each, valid NDCG@10: SASRec 0.0407, 0.0396, 0.0398 (0.0400 +-
+    # 3 seeds each, valid NDCG@10: SASRec 0.0407, 0.0396, 0.0398 (0.0401 +-
     # 0.0006) vs 0.0386 +- 0.0002 at d 64 / lr 1e-3, every seed above every
     # old seed (results/sports/full/sasrec_d128_lr2.5e-4_seed* vs sasrec_seed*);
     # FAME at d 128 / lr 2.5e-4 (facet_proj_scale 2, Beauty's no-text setting)
