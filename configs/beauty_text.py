@@ -45,7 +45,7 @@ def get_config():
   # 3 seeds, valid NDCG@10 0.07757, 0.07757, 0.07759 (0.0776 +- 0.0000), every
   # seed above every last-layer-only seed (0.07739, 0.07750, 0.07736; 0.0774
   # +- 0.0001). A small gain (+0.0002), still below SASRec+text (0.0778 +-
-  # 0.0001); training costs ~15 % more per epoch. Evidence: results/beauty/
+  # 0.0001). Evidence: results/beauty/
   # full/fame_text_allmoe_seed* vs fame_text_lr2.5e-4_seed*. With one expert
   # (configs/sasrec.py:beauty_text) the switch changes nothing.
   c.model.moe_all_layers = True
