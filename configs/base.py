@@ -68,6 +68,10 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.model.mix = "logits"
   c.model.moe_all_layers = False  # True = MoE attention in every layer.
   c.model.head_mix = False  # True = Linear(d, d) over the heads' attention outputs before FFN'.
+  # What makes the facet representations F^h: "head" (SPEC 2) = head-wise
+  # residual + LN(d') + FFN'(d') per head; "full" = the standard block (W_O,
+  # residual + LN(d), FFN d -> ffn_inner -> d, LN(d)) split into H chunks of d'.
+  c.model.head_ffn = "head"
   c.model.layer_norm_eps = 1e-12  # LayerNorm epsilon (RecBole SASRec).
   c.model.init_std = 0.02  # N(0, std) for weights and embeddings.
   c.model.max_len = 50  # Rows of the position table; must be >= data.max_len.

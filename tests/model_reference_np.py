@@ -167,9 +167,15 @@ def fame_scores_loop(params, items, positions, segments, s):
     x = embed(p, items[b], positions[b], seg, eps)
     for i in range(s.num_layers - 1):
       x = transformer_block(x, p[f"block_{i}"], seg, hh, ee, s.trunk_experts > 0, eps)
-    mix, router, keys = attention_heads(x, fb["attention"], seg, hh, ee, moe=True)
-    routers[b] = router
-    if s.head_mix:
+    if s.head_ffn == "full":
+      # The standard block with MoE attention; F^h = chunk h of its output.
+      _, router, _ = attention_heads(x, fb["block"]["attention"], seg, hh, ee, moe=True)
+      routers[b] = router
+      full = transformer_block(x, fb["block"], seg, hh, ee, True, eps)
+    else:
+      mix, router, keys = attention_heads(x, fb["attention"], seg, hh, ee, moe=True)
+      routers[b] = router
+    if s.head_ffn == "head" and s.head_mix:
       hm = fb["head_mix"]
       mix = np.stack([(mix[t].reshape(-1) @ hm["kernel"] + hm["bias"]).reshape(hh, dh)
                       for t in range(length)])
@@ -178,6 +184,9 @@ def fame_scores_loop(params, items, positions, segments, s):
         continue
       facets = []
       for h in range(hh):
+        if s.head_ffn == "full":
+          facets.append(full[t, h * dh:(h + 1) * dh])
+          continue
         if s.moe_residual == "slice":
           xh = x[t, h * dh:(h + 1) * dh]
         else:

@@ -95,6 +95,9 @@ def test_model_variant_names_sasrec_fame_and_head_mix():
   assert "head_mix" not in model_variant(m)
   m.head_mix = True
   assert model_variant(m).endswith(", head_mix)")
+  m.head_mix, m.head_ffn = False, "full"
+  assert model_variant(m).endswith(", head_ffn=full)")
+  m.head_ffn = "head"
   m.num_experts, m.facet_heads, m.head_mix = 1, False, False
   assert model_variant(m).startswith("SASRec")
 
@@ -108,6 +111,11 @@ def test_model_variant_names_sasrec_fame_and_head_mix():
      "config.model.facet_proj_scale"),
     (dict(facet_proj_scale=0.0, facet_proj_init="selector"), "config.model.facet_proj_scale"),
     (dict(output_norm_scale=-1.0), "config.model.output_norm_scale"),
+    (dict(head_ffn="wide"), "config.model.head_ffn"),
+    (dict(head_ffn="full", facet_heads=False), "config.model.head_ffn='full' needs"),
+    (dict(head_ffn="full", head_mix=True), "config.model.head_mix=False"),
+    (dict(head_ffn="full", moe_residual="key_proj"), "config.model.moe_residual"),
+    (dict(head_ffn="full", ffn_head_inner=64), "config.model.ffn_head_inner=64"),
 ])
 def test_validate_config_names_the_bad_field(overrides, field):
   c = get_base_config()

@@ -53,6 +53,7 @@ class ModelSettings:
   mix: str
   moe_all_layers: bool
   head_mix: bool
+  head_ffn: str
   layer_norm_eps: float
   init_std: float
   max_len: int
@@ -128,6 +129,7 @@ def model_settings(cfg: Any) -> ModelSettings:
       mix=_choice("mix", getattr(cfg, "mix", "logits"), ("logits", "probs")),
       moe_all_layers=bool(cfg.moe_all_layers),
       head_mix=bool(getattr(cfg, "head_mix", False)),
+      head_ffn=_choice("head_ffn", getattr(cfg, "head_ffn", "head"), ("head", "full")),
       layer_norm_eps=float(cfg.layer_norm_eps),
       init_std=float(cfg.init_std),
       max_len=int(getattr(cfg, "max_len", _DEFAULT_MAX_LEN)),
@@ -167,7 +169,10 @@ def item_embedding_init(std: float) -> nn.initializers.Initializer:
 class FameBlock(nn.Module):
   """The FAME block (SPEC section 2) plus the gate and facet projection (3).
 
-  Params: ``attention`` (:class:`layers.MoEAttention`), ``head_mix``
+  With ``head_ffn="full"`` the params are instead ``block`` (a
+  :class:`layers.TransformerBlock` with MoE attention, whose output split into
+  ``H`` chunks of ``d'`` gives the ``F^h``), ``gate`` and ``facet_proj``.
+  Otherwise: ``attention`` (:class:`layers.MoEAttention`), ``head_mix``
   (Linear(d, d) over the concatenated head outputs, only with
   ``head_mix=True``), ``residual_norm`` and
   ``head_ffn_norm`` (LayerNorm over d', shared by heads), ``head_ffn`` (FFN',
@@ -180,26 +185,10 @@ class FameBlock(nn.Module):
   """
   s: ModelSettings
 
-  @nn.compact
-  def __call__(self, x: jax.Array, mask: jax.Array, train: bool,
-               query_index: jax.Array | None = None):
-    """Per-head facet representations and the user vector.
+  def _head_ffn(self, x, mask, train, query_index):
+    """SPEC section 2: MoE attention, head-wise residual + LN, FFN', LN.
 
-    Args:
-      x: ``[B, L, d]`` block input.
-      mask: ``[B, L, L]`` bool attention mask.
-      train: enables dropout.
-      query_index: optional ``[B]`` int: compute only row ``query_index[b]``
-        (the outputs below then have ``L = 1``).
-
-    Returns:
-      ``(u, intermediates)``: with ``mix="logits"``, ``u [B, L, d]`` with
-      ``u_t = sum_h g_{t,h} W_f^h F^h_t`` (or ``F^h_t`` placed in chunk ``h``
-      for ``slice``); with ``mix="probs"``, the ungated per-head vectors
-      ``u [B, L, H, d]``, ``u^h_t = W_f^h F^h_t`` (head ``h``'s score of item
-      ``v`` is ``<u^h_t, item_emb[v]>``), and ``intermediates["log_gate"]
-      [B, L, H]`` (``log g``). ``intermediates`` also holds ``gate [B, L, H]``,
-      ``router [B, L, H, E]``, ``head_outputs [B, L, H, d']`` (the ``F^h``).
+    Returns ``(facets [B, Q, H, d'], router [B, Q, H, E])``.
     """
     s = self.s
     hh, dh = s.num_heads, s.head_size
@@ -226,7 +215,45 @@ class FameBlock(nn.Module):
                           scale_init=nn.initializers.constant(s.output_norm_scale),
                           name="head_ffn_norm")(
         r + drop(ffn, deterministic=deterministic))  # F^h: [B, L, H, d']
+    return facets, router
 
+  @nn.compact
+  def __call__(self, x: jax.Array, mask: jax.Array, train: bool,
+               query_index: jax.Array | None = None):
+    """Per-head facet representations and the user vector.
+
+    Args:
+      x: ``[B, L, d]`` block input.
+      mask: ``[B, L, L]`` bool attention mask.
+      train: enables dropout.
+      query_index: optional ``[B]`` int: compute only row ``query_index[b]``
+        (the outputs below then have ``L = 1``).
+
+    Returns:
+      ``(u, intermediates)``: with ``mix="logits"``, ``u [B, L, d]`` with
+      ``u_t = sum_h g_{t,h} W_f^h F^h_t`` (or ``F^h_t`` placed in chunk ``h``
+      for ``slice``); with ``mix="probs"``, the ungated per-head vectors
+      ``u [B, L, H, d]``, ``u^h_t = W_f^h F^h_t`` (head ``h``'s score of item
+      ``v`` is ``<u^h_t, item_emb[v]>``), and ``intermediates["log_gate"]
+      [B, L, H]`` (``log g``). ``intermediates`` also holds ``gate [B, L, H]``,
+      ``router [B, L, H, E]``, ``head_outputs [B, L, H, d']`` (the ``F^h``).
+    """
+    s = self.s
+    hh, dh = s.num_heads, s.head_size
+    if s.head_ffn == "full":
+      # The standard block (MoE attention, W_O, full-width residual + LN,
+      # FFN d -> ffn_inner -> d, LN), whose output is split into the H facet
+      # chunks F^h: the facet heads then differ from a no-facet last block
+      # only in the gate and W_f^h, not in a d'-wide FFN' per head.
+      y, block_inter = layers.TransformerBlock(
+          hh, s.num_experts, s.ffn_inner, s.fame_dropout, s.layer_norm_eps, s.init_std,
+          s.output_norm_scale, name="block")(x, mask, train, query_index)
+      b, l, d = y.shape
+      facets, router = y.reshape(b, l, hh, dh), block_inter["router"]
+    else:
+      facets, router = self._head_ffn(x, mask, train, query_index)
+    b, l, _, _ = facets.shape
+    d = hh * dh
     if s.gate == "learned":
       gate_logits = nn.Dense(hh, kernel_init=layers.normal_init(s.init_std), name="gate")(
           facets.reshape(b, l, d))  # [F^1 || ... || F^H]

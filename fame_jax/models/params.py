@@ -43,6 +43,9 @@ def extra_params_formula(cfg: Any, num_items: int) -> int:
   ``+ [gate = learned] (dH + H)`` (gate)
   ``+ [facet_item_proj = linear] H d d' = d^2`` (``W_f``)
   ``+ [head_mix] (d^2 + d)`` (the head-mixing Linear).
+  With ``head_ffn = "full"`` the FAME block is instead a standard block with
+  MoE attention (``standard + (E - 1) d^2 + [E > 1] E^2 d - 3d``, even at
+  ``E = 1``: the MoE attention has no biases) plus the gate and ``W_f``.
 
   A non-facet MoE block (the last block with ``facet_heads=False`` and
   ``E > 1``, or each trunk block with ``moe_all_layers`` and ``E > 1``) is a
@@ -66,12 +69,14 @@ def extra_params_formula(cfg: Any, num_items: int) -> int:
   inner, head_inner = s.ffn_inner, s.ffn_head_inner
   standard = 4 * (d * d + d) + 4 * d + 2 * d * inner + inner + d
   moe_swap = (ee - 1) * d * d + ee * ee * d - 3 * d  # Only used when E > 1.
-  if s.facet_heads:
-    router = ee * ee * d if ee > 1 else 0
+  router = ee * ee * d if ee > 1 else 0
+  readout = ((d * hh + hh if s.gate == "learned" else 0)
+             + (d * d if s.facet_item_proj == "linear" else 0))
+  if s.facet_heads and s.head_ffn == "full":
+    last = standard + (ee - 1) * d * d + router - 3 * d + readout
+  elif s.facet_heads:
     last = ((ee + 2) * d * d + router + 4 * dh + 2 * dh * head_inner + head_inner + dh
-            + (d * hh + hh if s.gate == "learned" else 0)
-            + (d * d if s.facet_item_proj == "linear" else 0)
-            + (d * d + d if s.head_mix else 0))
+            + readout + (d * d + d if s.head_mix else 0))
   else:
     last = standard + (moe_swap if ee > 1 else 0)
   trunk_extra = (s.num_layers - 1) * moe_swap if s.trunk_experts else 0

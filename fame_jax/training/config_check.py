@@ -13,6 +13,7 @@ _CHOICES = {
     "model.moe_residual": ("slice", "key_proj"),
     "model.gate": ("learned", "uniform"),
     "model.mix": ("logits", "probs"),
+    "model.head_ffn": ("head", "full"),
     "train.examples": ("all_positions", "prefix_last"),
     "train.loss_impl": ("dense", "chunked"),
 }
@@ -51,6 +52,19 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   if m.get("head_mix", False) and not m.facet_heads:
     errors.append("config.model.head_mix=True needs config.model.facet_heads=True (a standard "
                   "last block already mixes its heads with W_O)")
+  if _get(config, "model.head_ffn") == "full":
+    if not m.facet_heads:
+      errors.append("config.model.head_ffn='full' needs config.model.facet_heads=True (without "
+                    "facet heads the last block is already the standard block)")
+    if m.get("head_mix", False):
+      errors.append("config.model.head_ffn='full' already mixes the heads with W_O: set "
+                    "config.model.head_mix=False")
+    if m.moe_residual != "slice":
+      errors.append(f"config.model.moe_residual={m.moe_residual!r} is a head-wise residual; "
+                    "config.model.head_ffn='full' has the full-width one (use 'slice')")
+    if m.ffn_head_inner:
+      errors.append(f"config.model.ffn_head_inner={m.ffn_head_inner} sizes FFN', which "
+                    "config.model.head_ffn='full' replaces with the ffn_inner-wide FFN (use 0)")
   if _get(config, "model.mix") == "probs" and not m.facet_heads:
     errors.append("config.model.mix='probs' needs config.model.facet_heads=True (without facet "
                   "heads there is one score per item and nothing to mix)")
@@ -88,7 +102,8 @@ def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
 # Config keys added after runs were made, each with the value that rebuilds
 # those runs' model; a stored config.json without the key means that value.
 ADDED_DEFAULTS = {"model.head_mix": False, "model.facet_proj_scale": 1.0,
-                  "model.output_norm_scale": 1.0, "model.mix": "logits"}
+                  "model.output_norm_scale": 1.0, "model.mix": "logits",
+                  "model.head_ffn": "head"}
 
 
 def with_added_defaults(stored: dict) -> dict:
