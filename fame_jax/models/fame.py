@@ -217,6 +217,20 @@ class FameBlock(nn.Module):
         r + drop(ffn, deterministic=deterministic))  # F^h: [B, L, H, d']
     return facets, router
 
+  def _full_block(self, x, mask, train, query_index):
+    """``head_ffn="full"``: the standard block (MoE attention, W_O, full-width
+    residual + LN, FFN d -> ffn_inner -> d, LN) split into the H chunks F^h.
+
+    The facet heads then differ from a no-facet last block only in the gate
+    and W_f^h, not in a d'-wide FFN' per head. Returns what :meth:`_head_ffn`
+    returns.
+    """
+    s = self.s
+    y, inter = layers.TransformerBlock(
+        s.num_heads, s.num_experts, s.ffn_inner, s.fame_dropout, s.layer_norm_eps, s.init_std,
+        s.output_norm_scale, name="block")(x, mask, train, query_index)
+    return y.reshape(y.shape[:-1] + (s.num_heads, s.head_size)), inter["router"]
+
   @nn.compact
   def __call__(self, x: jax.Array, mask: jax.Array, train: bool,
                query_index: jax.Array | None = None):
@@ -240,20 +254,10 @@ class FameBlock(nn.Module):
     """
     s = self.s
     hh, dh = s.num_heads, s.head_size
-    if s.head_ffn == "full":
-      # The standard block (MoE attention, W_O, full-width residual + LN,
-      # FFN d -> ffn_inner -> d, LN), whose output is split into the H facet
-      # chunks F^h: the facet heads then differ from a no-facet last block
-      # only in the gate and W_f^h, not in a d'-wide FFN' per head.
-      y, block_inter = layers.TransformerBlock(
-          hh, s.num_experts, s.ffn_inner, s.fame_dropout, s.layer_norm_eps, s.init_std,
-          s.output_norm_scale, name="block")(x, mask, train, query_index)
-      b, l, d = y.shape
-      facets, router = y.reshape(b, l, hh, dh), block_inter["router"]
-    else:
-      facets, router = self._head_ffn(x, mask, train, query_index)
+    make_facets = self._full_block if s.head_ffn == "full" else self._head_ffn
+    facets, router = make_facets(x, mask, train, query_index)
     b, l, _, _ = facets.shape
-    d = hh * dh
+    d = s.hidden_size
     if s.gate == "learned":
       gate_logits = nn.Dense(hh, kernel_init=layers.normal_init(s.init_std), name="gate")(
           facets.reshape(b, l, d))  # [F^1 || ... || F^H]
