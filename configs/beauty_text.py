@@ -28,6 +28,21 @@ def get_config():
   # 1 (valid 0.0686 +- 0.0008 vs 0.0694 +- 0.0006, 3 seeds, d 64; 0.0686 vs
   # 0.0702 at d 128, seed 0: sasrec_d128_oscale2_seed0), so SASRec keeps 1.
   c.model.facet_proj_scale = 4.0
+  # Session 21: no learned W_f^h. facet_item_proj="slice" scores head h
+  # against chunk h of the item embedding (SPEC 2's alternative, the fixed
+  # selector), and the F^h LayerNorm starts at scale 4 instead, so u starts
+  # where the hand-off selectors at 4 put it (2x the heads with the uniform
+  # gate). Full runs, 3 seeds, valid NDCG@10 0.0790 +- 0.0002 (0.07918,
+  # 0.07909, 0.07872) vs 0.0776 +- 0.0000 with the learned W_f and 0.0778 +-
+  # 0.0001 for SASRec+text (results/beauty/full/fame_text_slice_oscale4_seed*
+  # vs fame_text_allmoe_seed*). The learned W_f grew a few output directions
+  # to ~2x the median gain (top singular value 5.7 vs median 2.8 for the
+  # LayerNorm-to-u map of fame_text_headffn_full_seed0); the slice model's
+  # map stays isotropic at 2.4 (results/beauty/analysis/output_map.jsonl,
+  # scripts/output_map.py).
+  c.model.facet_item_proj = "slice"
+  c.model.facet_proj_scale = 1.0  # Scales the selector W_f, which slice has not.
+  c.model.output_norm_scale = 4.0
   # Uniform gate (the paper's ablation: u is the mean of the facet heads, no
   # learned weights). A GPU study at seed 0 had it at valid NDCG@10 0.0760 vs
   # 0.0753 learned (results/beauty/gpu_h200/fame_text*); full CPU runs, 3

@@ -39,7 +39,9 @@ def test_config_loads_and_validates(path):
 def test_sasrec_config_is_the_dataset_config_with_a_plain_last_block(dataset):
   sas, base = _load(f"configs/sasrec.py:{dataset}"), _load(f"configs/{dataset}.py")
   assert sas.model.num_experts == 1 and not sas.model.facet_heads
+  assert sas.model.output_norm_scale == 1.0  # SASRec's last LayerNorm starts at 1.
   sas.model.num_experts, sas.model.facet_heads = base.model.num_experts, base.model.facet_heads
+  sas.model.output_norm_scale = base.model.output_norm_scale
   assert sas.to_dict() == base.to_dict()
 
 
@@ -50,7 +52,8 @@ def test_sasrec_sports_moves_only_width_and_rate():
   assert (sas.model.hidden_size, sas.train.learning_rate) == (128, 2.5e-4)
   assert (base.model.hidden_size, base.train.learning_rate) == (64, 1e-3)
   for key, value in (("num_experts", base.model.num_experts), ("facet_heads", base.model.facet_heads),
-                     ("hidden_size", base.model.hidden_size)):
+                     ("hidden_size", base.model.hidden_size),
+                     ("output_norm_scale", base.model.output_norm_scale)):
     setattr(sas.model, key, value)
   sas.train.learning_rate = base.train.learning_rate
   assert sas.to_dict() == base.to_dict()
