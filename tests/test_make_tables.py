@@ -262,8 +262,8 @@ def test_dataset_configs_add_sasrec_with_the_text_pretraining_of_fame_plus():
   assert cfg["pretrain"] == fame_plus["pretrain"] and cfg["pretrain"]["enabled"]
   assert cfg["train"] == fame_plus["train"]  # The same training settings as FAME+.
   assert (cfg["model"]["num_experts"], cfg["model"]["facet_heads"]) == (1, False)
-  # SASRec's last LayerNorm starts at 1 (configs/sasrec.py); FAME+'s F^h one at 4.
-  assert cfg["model"]["output_norm_scale"] == 1.0
+  # SASRec+text's last LayerNorm starts at 2 on Beauty (configs/sasrec.py); FAME+'s F^h one at 4.
+  assert (cfg["model"]["output_norm_scale"], fame_plus["model"]["output_norm_scale"]) == (2.0, 4.0)
   own = ("num_experts", "facet_heads", "output_norm_scale")
   assert {k: v for k, v in cfg["model"].items() if k not in own} == {
       k: v for k, v in fame_plus["model"].items() if k not in own}
