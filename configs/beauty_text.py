@@ -26,9 +26,9 @@ def get_config():
   # at 1 (results/beauty/full/fame_text_pscale*_seed*).
   # SASRec at the same initial scale (output_norm_scale 2) ends lower than at
   # 1 (valid 0.0686 +- 0.0008 vs 0.0694 +- 0.0006, 3 seeds, d 64; 0.0686 vs
-  # 0.0702 at d 128, seed 0: sasrec_d128_oscale2_seed0), so SASRec keeps 1.
-  c.model.facet_proj_scale = 4.0
-  # Session 21: no learned W_f^h. facet_item_proj="slice" scores head h
+  # 0.0702 at d 128, seed 0: sasrec_d128_oscale2_seed0), so SASRec keeps 1;
+  # SASRec+text takes 2 (configs/sasrec.py).
+  # Session 21: no learned W_f^h, so no selectors to scale. facet_item_proj="slice" scores head h
   # against chunk h of the item embedding (SPEC 2's alternative, the fixed
   # selector), and the F^h LayerNorm starts at scale 4 instead, so u starts
   # where the hand-off selectors at 4 put it (2x the heads with the uniform

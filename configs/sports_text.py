@@ -29,11 +29,10 @@ def get_config():
   # at the same width and rate.
   c.model.hidden_size = 128
   c.train.learning_rate = 2.5e-4
-  c.model.facet_proj_scale = 4.0
-  # Session 21: no learned W_f^h, as on Beauty (configs/beauty_text.py).
-  # facet_item_proj="slice" scores head h against chunk h of the item
-  # embedding, and the F^h LayerNorm starts at 4 so u starts where the
-  # hand-off selectors at 4 put it. Full runs, 3 seeds: valid NDCG@10
+  # Session 21: no learned W_f^h, as on Beauty (configs/beauty_text.py), so
+  # no hand-off selectors to scale. facet_item_proj="slice" scores head h
+  # against chunk h of the item embedding, and the F^h LayerNorm starts at 4
+  # so u starts where the hand-off selectors at 4 put it. Full runs, 3 seeds: valid NDCG@10
   # 0.04468, 0.04426, 0.04474 (0.0446 +- 0.0003) vs 0.0424 +- 0.0003 with the
   # learned W_f and 0.0437 +- 0.0002 for SASRec+text; best epochs 27-30
   # instead of 15 (results/sports/full/fame_text_slice_oscale4_seed* vs
