@@ -2,8 +2,7 @@
 
   python train.py --config configs/beauty.py --workdir runs/beauty
   # SASRec baseline (same code path):
-  python train.py --config configs/beauty.py --workdir runs/beauty_sasrec \
-      --config.model.num_experts=1 --config.model.facet_heads=False
+  python train.py --config configs/sasrec.py:beauty --workdir runs/beauty_sasrec
 
 Data is read from ../shared/data (override with --config.data.path=...).
 SPEC section 4 defaults except where a comment points at the evidence (the
