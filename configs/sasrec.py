@@ -42,15 +42,4 @@ def get_config(dataset: str = "beauty"):
     # gave 0.04368 vs 0.04370 at 1 (results/sports/full/
     # sasrec_text_oscale2_seed0 vs sasrec_text_d128_lr2.5e-4_seed0).
     c.model.output_norm_scale = 2.0
-  if dataset == "sports":
-    # SASRec without text on Sports trains at Beauty's d 128 and lr 2.5e-4
-    # (since session 23 configs/sports.py sets them too, with slice). Full runs,
-    # 3 seeds each, valid NDCG@10: SASRec 0.0407, 0.0396, 0.0398 (0.0401 +-
-    # 0.0006) vs 0.0386 +- 0.0002 at d 64 / lr 1e-3, every seed above every
-    # old seed (results/sports/full/sasrec_d128_lr2.5e-4_seed* vs sasrec_seed*);
-    # FAME at d 128 / lr 2.5e-4 (facet_proj_scale 2, Beauty's no-text setting)
-    # 0.0374, 0.0366, 0.0355 (0.0365 +- 0.0010) vs 0.0379 +- 0.0002 at d 64
-    # (fame_d128_pscale2_lr2.5e-4_seed* vs fame_seed*), so only SASRec moved then.
-    c.model.hidden_size = 128
-    c.train.learning_rate = 2.5e-4
   return c
