@@ -88,5 +88,15 @@ def get_config():
   # 0.0561 +- 0.0009), and it is still below SASRec (valid 0.0721 +- 0.0004).
   # SASRec has one expert, where the switch changes nothing.
   c.model.moe_all_layers = True
+  # Uniform gate (session 25): the learned gate of the model above collapses
+  # onto head 1 (mean weight 0.97, entropy 0.007 of 0.693; head 1 alone
+  # 0.0706 vs fused 0.0721; results/beauty/analysis/
+  # fame_slice_oscale2_allmoe_seed0_valid_routing.json), so with slice it
+  # scores on 64 of 128 dims. Full runs, 3 seeds: valid NDCG@10 0.07404,
+  # 0.07326, 0.07382 (0.0737 +- 0.0004) vs 0.0719 +- 0.0002 with the learned
+  # gate and SASRec's 0.0721 +- 0.0004, every seed above every seed
+  # (results/beauty/full/fame_allmoe_gate_uniform_seed*). Scale 4 with it,
+  # seed 0: 0.07297 (fame_allmoe_gate_uniform_oscale4_seed0).
+  c.model.gate = "uniform"
   c.pretrain.facets = ("leaf_category", "brand")  # One facet per head.
   return c
