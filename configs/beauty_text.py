@@ -51,10 +51,10 @@ def get_config():
   # seeds: 0.0762 +- 0.0002 (0.0761, 0.0761, 0.0764), every seed above every
   # learned-gate seed (0.0753, 0.0757, 0.0757; results/beauty/full/
   # fame_text_gate_uniform_seed* vs fame_text_d128_pscale4_lr5e-4_seed*).
-  # FAME without text keeps the learned gate: uniform there gave valid 0.0700
-  # vs 0.0701, seed 0 (results/beauty/full/
-  # fame_selector_d128_pscale2_lr2.5e-4_gate_uniform_seed0).
-  c.model.gate = "uniform"
+  # configs/beauty.py sets it for every Beauty model since session 25 (FAME
+  # without text: its learned gate collapsed onto one head; the evidence is
+  # there). With the learned W_f it had made no difference there (0.0700 vs
+  # 0.0701, seed 0, fame_selector_d128_pscale2_lr2.5e-4_gate_uniform_seed0).
   # Learning rate: configs/beauty.py's 2.5e-4 (the evidence is there). FAME+
   # moved first (session 15): it peaked at epoch 10-12 at 5e-4 and then
   # overfitted; at 2.5e-4 its best epochs are 18-22.
@@ -64,6 +64,6 @@ def get_config():
   # +- 0.0001). A small gain (+0.0002), still below SASRec+text (0.0778 +-
   # 0.0001). Evidence: results/beauty/
   # full/fame_text_allmoe_seed* vs fame_text_lr2.5e-4_seed*. With one expert
-  # (configs/sasrec.py:beauty_text) the switch changes nothing.
-  c.model.moe_all_layers = True
+  # (configs/sasrec.py:beauty_text) the switch changes nothing. Set in
+  # configs/beauty.py since session 24.
   return c
