@@ -40,7 +40,7 @@ def get_config():
   c.model.facet_item_proj = "slice"
   c.model.facet_proj_scale = 1.0  # Scales the selector W_f, which slice has not.
   c.model.output_norm_scale = 4.0
-  c.model.gate = "uniform"
+  # The uniform gate (taken in session 22) comes from configs/sports.py.
   # MoE attention stays in the last layer only. Beauty's FAME+ moved to every
   # layer (configs/beauty_text.py); here 3 seeds gave 0.04275, 0.04216, 0.04254
   # (0.0425 +- 0.0003) vs 0.04263, 0.04212, 0.04245 without: +0.0001 on each
