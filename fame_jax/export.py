@@ -212,6 +212,10 @@ def _spec(name: str, a: np.ndarray, meaning: str) -> dict[str, Any]:
   return {"name": name, "shape": list(a.shape), "dtype": str(a.dtype), "meaning": meaning}
 
 
+# Gate weights closer than this count as tied (no top-gate head).
+_GATE_TIE = 1e-6
+
+
 def routing_summary(router: np.ndarray, gate: np.ndarray | None = None,
                     ranks: np.ndarray | None = None,
                     head_ranks: np.ndarray | None = None, k: int = 10) -> dict[str, Any]:
@@ -221,7 +225,10 @@ def routing_summary(router: np.ndarray, gate: np.ndarray | None = None,
     router: ``[U, H, E]`` router weights per user and head.
     gate: ``[U, H]`` gate weights, or None (no facet heads).
     ranks: ``[U]`` fused ranks; with ``gate`` and ``head_ranks`` it adds, per
-      head, HR@k over the users whose top-gate head it is.
+      head, HR@k over the users whose top-gate head it is. Users whose two
+      largest gate weights tie (within 1e-6; every user of a uniform gate)
+      have no top-gate head: they are counted in ``share_top_gate_tied`` and
+      in no head's share.
     head_ranks: ``[U, H]`` ranks of each head alone.
     k: cut-off of those HR values.
 
@@ -239,7 +246,11 @@ def routing_summary(router: np.ndarray, gate: np.ndarray | None = None,
       "router_mean": router.mean(0).tolist(),
   }
   if gate is not None:
-    top = np.argmax(gate, axis=1)
+    # A user whose largest gate weight is tied (a uniform gate: every user)
+    # has no top-gate head; argmax would hand all of them to head 0.
+    srt = np.sort(gate, axis=1)
+    tied = (srt[:, -1] - srt[:, -2] <= _GATE_TIE) if gate.shape[1] > 1 else np.zeros(len(gate), bool)
+    top = np.where(tied, -1, np.argmax(gate, axis=1))
     out.update({
         "gate_entropy_mean": float(entropy(gate).mean()),
         "gate_entropy_max": float(np.log(gate.shape[1])),
@@ -247,6 +258,7 @@ def routing_summary(router: np.ndarray, gate: np.ndarray | None = None,
         "gate_std": [float(v) for v in gate.std(0)],
         "top_gate_share": [float(np.mean(top == h)) for h in range(gate.shape[1])],
         "share_top_gate_above_0.9": float(np.mean(gate.max(1) > 0.9)),
+        "share_top_gate_tied": float(np.mean(tied)),
     })
     if ranks is not None and head_ranks is not None:
       per_head = []
@@ -430,7 +442,8 @@ def summary_text(manifest: dict[str, Any]) -> str:
     lines.append(f"  router entropy per head: {ent} (uniform = {rt['router_entropy_max']:.3f})")
     if "gate_entropy_mean" in rt:
       lines.append(f"  gate entropy {rt['gate_entropy_mean']:.3f} (uniform = {rt['gate_entropy_max']:.3f}); "
-                   f"top-gate share per head: " + ", ".join(f"{v:.3f}" for v in rt["top_gate_share"]))
+                   f"top-gate share per head: " + ", ".join(f"{v:.3f}" for v in rt["top_gate_share"])
+                   + f"; tied (no top-gate head): {rt.get('share_top_gate_tied', 0.0):.3f}")
   r = manifest.get("facet_recovery")
   if r:
     lines.append(f"  facet recovery (top-gate head = dominant facet, best matching): "

@@ -206,7 +206,11 @@ def routing_table(analysis_dir: str) -> str:
     name = os.path.basename(path)[:-len("_routing.json")]
     heads = " / ".join(f"{hm['NDCG@10']:.4f}" for hm in a["head_metrics"].values()) or "-"
     router = " / ".join(f"{v:.3f}" for v in rt["router_entropy_mean"])
-    if "gate_entropy_mean" in rt:
+    if "gate_entropy_mean" in rt and rt.get("share_top_gate_tied", 0.0) == 1.0:
+      # A fixed (uniform) gate: no user has a top-gate head.
+      gate = f"uniform, {rt['gate_entropy_mean']:.3f}"
+      share = own = "- (all tied)"
+    elif "gate_entropy_mean" in rt:
       gate = f"{rt['gate_entropy_mean']:.3f} (max {rt['gate_entropy_max']:.3f})"
       share = " / ".join(f"{v:.2f}" for v in rt["top_gate_share"])
       own = " / ".join(f"{r['own_head_HR@10']:.3f} vs {r['other_heads_best_HR@10']:.3f}"

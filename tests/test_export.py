@@ -259,6 +259,27 @@ def test_routing_summary_against_a_literal_loop():
   onehot = export.routing_summary(np.eye(4, dtype=np.float32)[[0, 1, 2, 3, 0]][:, None, :])
   assert onehot["router_entropy_mean"] == pytest.approx([0.0], abs=1e-6)
   assert "gate_entropy_mean" not in flat
+  assert got["share_top_gate_tied"] == 0.0
+
+
+def test_routing_summary_gives_tied_gates_no_top_head():
+  # A uniform gate ties every user: no head's share (argmax would give all to
+  # head 0); a partial tie counts only that user as tied.
+  rng = np.random.default_rng(1)
+  router = rng.dirichlet(np.ones(4), size=(6, 3)).astype(np.float32)
+  ranks, head_ranks = rng.integers(0, 30, size=6), rng.integers(0, 30, size=(6, 3))
+  uni = export.routing_summary(router, np.full((6, 3), 1 / 3, np.float32), ranks, head_ranks)
+  assert uni["share_top_gate_tied"] == 1.0
+  assert uni["top_gate_share"] == [0.0, 0.0, 0.0]
+  assert [r["users"] for r in uni["by_top_gate_head"]] == [0, 0, 0]
+  assert uni["gate_entropy_mean"] == pytest.approx(np.log(3), rel=1e-6)
+  gate = np.array([[0.5, 0.5, 0.0], [0.2, 0.7, 0.1]] * 3, np.float32)
+  part = export.routing_summary(router, gate, ranks, head_ranks)
+  assert part["share_top_gate_tied"] == pytest.approx(0.5)
+  assert part["top_gate_share"] == pytest.approx([0.0, 0.5, 0.0])
+  assert part["by_top_gate_head"][1]["users"] == 3
+  assert part["by_top_gate_head"][1]["own_head_HR@10"] == pytest.approx(
+      np.mean(head_ranks[1::2, 1] < 10))
 
 
 def test_export_manifest_carries_the_routing_summary(exported):

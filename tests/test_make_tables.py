@@ -100,6 +100,13 @@ def test_routing_table_reads_the_export_summary(tmp_path):
   assert row.startswith("| fame_x_valid | 0.0703 | 0.0300 / 0.0400 |")
   assert f"{routing['gate_entropy_mean']:.3f} (max {np.log(2):.3f})" in row
   assert f"(max {np.log(4):.3f})" in row
+  # A uniform gate: no top-gate head for anyone, so those columns are blank.
+  summary["routing"] = export.routing_summary(rng.dirichlet(np.ones(4), size=(30, 2)),
+                                              np.full((30, 2), 0.5), rng.integers(0, 20, 30),
+                                              rng.integers(0, 20, (30, 2)))
+  (tmp_path / "fame_x_valid_routing.json").write_text(json.dumps(summary))
+  row = make_tables.routing_table(str(tmp_path)).splitlines()[2]
+  assert f"| uniform, {np.log(2):.3f} | - (all tied) | - (all tied) |" in row
 
 
 def test_in_progress_table(tmp_path):
