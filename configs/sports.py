@@ -53,7 +53,7 @@ def get_config():
   # 0.0002) vs 0.0390 +- 0.0005 with the learned gate and SASRec's 0.0401 +-
   # 0.0006, every seed above every seed (results/sports/full/
   # fame_gate_uniform_seed* vs fame_slice_d128_lr2.5e-4_oscale2_seed* and
-  # sasrec_d128_lr2.5e-4_seed*). SASRec has one head, where it changes nothing.
+  # sasrec_d128_lr2.5e-4_seed*). SASRec has no facet heads, so no gate to set.
   c.model.gate = "uniform"
   c.pretrain.facets = ("category", "brand")  # One facet per head.
   return c
