@@ -45,6 +45,9 @@ def get_config():
   c.model.facet_item_proj = "slice"
   c.model.facet_proj_scale = 1.0  # Scales the selector W_f, which slice has not.
   c.model.output_norm_scale = 4.0
+  # Two facet heads, one per pre-training facet (configs/beauty.py takes 4
+  # since session 29, for FAME without text only; FAME+ runs used 2).
+  c.model.num_heads = 2
   # Uniform gate (the paper's ablation: u is the mean of the facet heads, no
   # learned weights). A GPU study at seed 0 had it at valid NDCG@10 0.0760 vs
   # 0.0753 learned (results/beauty/gpu_h200/fame_text*); full CPU runs, 3
