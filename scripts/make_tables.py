@@ -227,6 +227,44 @@ def routing_table(analysis_dir: str) -> str:
   return head + "\n" + "\n".join(rows)
 
 
+def _read_jsonl(path: str) -> list[dict]:
+  """The JSON objects of a JSON-lines file (blank lines skipped); a bad line stops with file and line."""
+  out = []
+  with open(path) as f:
+    for n, line in enumerate(f, 1):
+      if not line.strip():
+        continue
+      try:
+        out.append(json.loads(line))
+      except json.JSONDecodeError as e:
+        raise SystemExit(f"{path}:{n}: not JSON ({e})") from e
+  return out
+
+
+def fit_table(analysis_dir: str) -> str:
+  """One row per line of `fit_curves.jsonl` (scripts/fit_curves.py): the first
+  epoch at which each run's training loss reached each level, and its
+  validation NDCG@10 there (same loss, different NDCG = generalisation; same
+  NDCG, later epoch = slower fit)."""
+  path = os.path.join(analysis_dir, "fit_curves.jsonl")
+  if not os.path.exists(path):
+    return ""
+  runs = _read_jsonl(path)
+  levels = list(dict.fromkeys(k for r in runs for k in r["at_loss"]))
+  rows = []
+  for r in runs:
+    cells = []
+    for k in levels:
+      hit = r["at_loss"].get(k)
+      cells.append(f"ep {hit[0]}: {hit[1]:.4f}" if hit else "not reached")
+    rows.append(f"| {os.path.relpath(r['run'], 'results')} | {r['best_epoch']} of {r['epochs_run']} | "
+                f"{r['best_valid']:.4f} | {r['loss_at_best']:.3f} | " + " | ".join(cells) + " |")
+  head = ("| run | best epoch | best valid NDCG@10 | training loss there | " +
+          " | ".join(f"training loss <= {k}: first epoch, valid NDCG@10" for k in levels) + " |\n" +
+          "|" + "---|" * (4 + len(levels)))
+  return head + "\n" + "\n".join(rows)
+
+
 def score_scale_table(analysis_dir: str) -> str:
   """One row per line of `score_scale.jsonl` (scripts/score_scale.py): the
   scale of a trained model's scores and the temperature that would fit best."""
@@ -234,15 +272,8 @@ def score_scale_table(analysis_dir: str) -> str:
   if not os.path.exists(path):
     return ""
   rows = []
-  with open(path) as f:
-    for n, line in enumerate(f, 1):
-      if not line.strip():
-        continue
-      try:
-        r = json.loads(line)
-      except json.JSONDecodeError as e:
-        raise SystemExit(f"{path}:{n}: not JSON ({e})") from e
-      rows.append(f"| {os.path.relpath(r['run'], 'results')} | {r['valid/NDCG@10']:.4f} | {r['u_norm']:.2f} | "
+  for r in _read_jsonl(path):
+    rows.append(f"| {os.path.relpath(r['run'], 'results')} | {r['valid/NDCG@10']:.4f} | {r['u_norm']:.2f} | "
                   f"{r['item_norm']:.3f} | {r['score_std']:.2f} | {r['ce']:.4f} | {r['best_t']:.3f} | "
                   f"{r['ce_at_best_t']:.4f} |")
   head = ("| run (validation users, best checkpoint) | NDCG@10 | mean norm of u | mean norm of item emb | "
@@ -420,7 +451,7 @@ def dataset_configs(dataset: str) -> dict[str, tuple[str, dict]]:
 
 def analysis_tables(analysis_dir: str) -> str:
   return "\n\n".join(t for t in (routing_table(analysis_dir), score_scale_table(analysis_dir),
-                                          buckets_table(analysis_dir)) if t)
+                                          buckets_table(analysis_dir), fit_table(analysis_dir)) if t)
 
 
 # Study folders that are not training studies: their table and heading.

@@ -141,6 +141,29 @@ def test_score_scale_table(tmp_path):
   assert make_tables.score_scale_table(str(tmp_path / "missing")) == ""
 
 
+def test_fit_table_reads_what_fit_curves_writes(tmp_path):
+  # The producer's own summary, so the table cannot drift from scripts/fit_curves.py.
+  spec = importlib.util.spec_from_file_location("fit_curves", os.path.join(os.path.dirname(_PATH),
+                                                                           "fit_curves.py"))
+  fit_curves = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(fit_curves)
+  fast = [{"epoch": e, "loss": l, "valid/NDCG@10": v} for e, l, v in ((1, 6.0, 0.10), (2, 5.5, 0.17))]
+  slow = [{"epoch": e, "loss": l, "valid/NDCG@10": v} for e, l, v in ((1, 6.2, 0.09), (2, 5.9, 0.12))]
+  rows = [{"run": f"results/ml1m/full/{name}", **fit_curves.summarise(r, [2], [6.0, 5.5])}
+          for name, r in (("sasrec_seed0", fast), ("fame_seed0", slow))]
+  (tmp_path / "fit_curves.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+  lines = make_tables.fit_table(str(tmp_path)).splitlines()
+  assert len(lines) == 4 and len({l.count("|") for l in lines}) == 1
+  assert lines[0].endswith("| training loss <= 6.0: first epoch, valid NDCG@10 | "
+                           "training loss <= 5.5: first epoch, valid NDCG@10 |")
+  assert lines[2] == "| ml1m/full/sasrec_seed0 | 2 of 2 | 0.1700 | 5.500 | ep 1: 0.1000 | ep 2: 0.1700 |"
+  assert lines[3] == "| ml1m/full/fame_seed0 | 2 of 2 | 0.1200 | 5.900 | ep 2: 0.1200 | not reached |"
+  (tmp_path / "fit_curves.jsonl").write_text(json.dumps(rows[0]) + "\n{\n")
+  with pytest.raises(SystemExit, match="fit_curves.jsonl:2"):
+    make_tables.fit_table(str(tmp_path))
+  assert make_tables.fit_table(str(tmp_path / "missing")) == ""
+
+
 def test_buckets_table(tmp_path):
   def run(ndcgs, key="history", labels=("0-49", ">=50"), pop=False):
     r = {"split": "valid", "metrics": {"valid/NDCG@10": 0.17},
