@@ -33,10 +33,11 @@ def get_config(dataset: str = "beauty"):
   # seeds, d 64) and 0.0686 vs 0.0702 (d 128, seed 0; results/beauty/full/
   # sasrec_oscale2_seed*, sasrec_d128_oscale2_seed0).
   c.model.output_norm_scale = 1.0
-  if dataset == "beauty":
-    # 2 attention heads, as every Beauty SASRec run had (configs/beauty.py
-    # gives FAME 4 facet heads since session 29). H 1, seed 0: valid NDCG@10
-    # 0.0693 (results/beauty/full/sasrec_h1_seed0, d 64, lr 1e-3).
+  if dataset in ("beauty", "sports"):
+    # 2 attention heads, as every Beauty and Sports SASRec run had
+    # (configs/beauty.py and configs/sports.py give FAME 4 facet heads since
+    # sessions 29 and 30). Beauty, H 1, seed 0: valid NDCG@10 0.0693
+    # (results/beauty/full/sasrec_h1_seed0, d 64, lr 1e-3).
     c.model.num_heads = 2
   if dataset == "beauty_text":
     # SASRec+text on Beauty is tuned on the same axis and takes 2: 3 seeds,

@@ -40,6 +40,9 @@ def get_config():
   c.model.facet_item_proj = "slice"
   c.model.facet_proj_scale = 1.0  # Scales the selector W_f, which slice has not.
   c.model.output_norm_scale = 4.0
+  # Two facet heads, one per pre-training facet (configs/sports.py takes 4
+  # since session 30, for FAME without text only; FAME+ runs used 2).
+  c.model.num_heads = 2
   # The uniform gate (taken in session 22) comes from configs/sports.py.
   # MoE attention stays in the last layer only. Beauty's FAME+ moved to every
   # layer (configs/beauty_text.py); here 3 seeds gave 0.04275, 0.04216, 0.04254

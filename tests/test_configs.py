@@ -52,12 +52,17 @@ def test_sasrec_config_is_the_dataset_config_with_a_plain_last_block(dataset):
 def test_sasrec_sports_is_sports_at_width_128_and_rate_2_5e_4():
   # Sports SASRec and FAME without text both train at d 128 / lr 2.5e-4
   # (configs/sasrec.py and configs/sports.py evidence); SASRec resets the
-  # last LayerNorm's initial scale that FAME's slice recipe raises to 2.
+  # last LayerNorm's initial scale that FAME's slice recipe raises to 4 (= H),
+  # and keeps 2 attention heads where FAME has 4 facet heads (session 30).
   sas, base = _load("configs/sasrec.py:sports"), _load("configs/sports.py")
   assert (sas.model.hidden_size, sas.train.learning_rate) == (128, 2.5e-4)
   assert (base.model.hidden_size, base.train.learning_rate) == (128, 2.5e-4)
-  assert (sas.model.output_norm_scale, base.model.output_norm_scale) == (1.0, 2.0)
-  for key in ("num_experts", "facet_heads", "output_norm_scale"):
+  assert (sas.model.output_norm_scale, base.model.output_norm_scale) == (1.0, 4.0)
+  assert (sas.model.num_heads, base.model.num_heads) == (2, 4)
+  # FAME+ on Sports keeps one head per pre-training facet.
+  text = _load("configs/sports_text.py")
+  assert text.model.num_heads == len(text.pretrain.facets) == 2
+  for key in ("num_experts", "facet_heads", "output_norm_scale", "num_heads"):
     setattr(sas.model, key, getattr(base.model, key))
   assert sas.to_dict() == base.to_dict()
 
