@@ -106,9 +106,9 @@ def get_config():
   # 0.07326, 0.07382 (0.0737 +- 0.0004) with H 2, each seed above its H 2
   # seed (results/beauty/full/fame_uniform_h4_oscale4_seed* vs
   # fame_allmoe_gate_uniform_seed*). 8 experts instead of 4 gave nothing
-  # (0.07386, seed 0, fame_uniform_e8_seed0). SASRec keeps 2 attention heads
-  # (configs/sasrec.py) and FAME+ keeps 2 heads, one per pre-training facet
-  # (configs/beauty_text.py).
+  # (0.07386, seed 0, fame_uniform_e8_seed0). SASRec takes 4 attention heads
+  # too (session 30, evidence in configs/sasrec.py); FAME+ keeps 2 heads, one
+  # per pre-training facet (configs/beauty_text.py).
   c.model.num_heads = 4
   c.model.output_norm_scale = 4.0
   c.pretrain.facets = ("leaf_category", "brand")  # One facet per head.
