@@ -274,8 +274,8 @@ def score_scale_table(analysis_dir: str) -> str:
   rows = []
   for r in _read_jsonl(path):
     rows.append(f"| {os.path.relpath(r['run'], 'results')} | {r['valid/NDCG@10']:.4f} | {r['u_norm']:.2f} | "
-                  f"{r['item_norm']:.3f} | {r['score_std']:.2f} | {r['ce']:.4f} | {r['best_t']:.3f} | "
-                  f"{r['ce_at_best_t']:.4f} |")
+                f"{r['item_norm']:.3f} | {r['score_std']:.2f} | {r['ce']:.4f} | {r['best_t']:.3f} | "
+                f"{r['ce_at_best_t']:.4f} |")
   head = ("| run (validation users, best checkpoint) | NDCG@10 | mean norm of u | mean norm of item emb | "
           "score std over items | target CE | CE-optimal score factor t | CE at t |\n"
           "|---|---|---|---|---|---|---|---|")
