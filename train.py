@@ -4,7 +4,8 @@
   python train.py --config configs/beauty.py --workdir runs/beauty \
       --config.model.num_experts=1 --config.model.facet_heads=False   # SASRec
 
-Re-running the same command on an interrupted workdir resumes it.
+Re-running the same command on an interrupted workdir resumes it; re-running
+a finished one with a larger --config.train.max_epochs continues it.
 """
 
 if __name__ == "__main__":  # Before JAX loads: re-runs once with malloc on huge pages.

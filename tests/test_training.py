@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -116,6 +117,68 @@ def test_resume_with_a_different_config_is_refused(tiny_run):
       loop.train_and_evaluate(_config(**{"model.hidden_size": 32}), workdir)
   finally:
     os.rename(os.path.join(workdir, "results.json.bak"), os.path.join(workdir, "results.json"))
+
+
+def test_finished_workdir_with_a_different_config_is_refused(tiny_run):
+  # Not the stored results of another config: the difference is named.
+  _, workdir, _ = tiny_run
+  with pytest.raises(ValueError, match="model.hidden_size"):
+    loop.train_and_evaluate(_config(**{"model.hidden_size": 32}), workdir)
+
+
+def test_finished_run_continues_only_where_it_would_have_trained_on():
+  cfg = _config(**{"train.patience_evals": 3}).train  # max_epochs 20, validation every 5.
+  assert cfg.max_epochs == 20
+  # A 12-epoch probe validated at 5, 10 and its last epoch 12, best at 10: one
+  # validation since the best.
+  rows = [{"epoch": e, **({"valid/NDCG@10": 0.1} if e in (5, 10, 12) else {})} for e in range(1, 13)]
+  go, why = loop.finished_run_continues({"epochs_run": 12, "best_epoch": 10}, rows, cfg)
+  assert go and "12 of train.max_epochs 20" in why and "1 validations" in why
+  # The same run, asked for 12 epochs only: done.
+  go, why = loop.finished_run_continues(
+      {"epochs_run": 12, "best_epoch": 10}, rows,
+      _config(**{"train.max_epochs": 12, "train.patience_evals": 3}).train)
+  assert not go and "train.max_epochs 12" in why
+  # Validated every 2 epochs and best at 6: stopped early (3 validations since),
+  # whatever max_epochs says; a larger patience lets it go on.
+  rows = [{"epoch": e, **({"valid/NDCG@10": 0.1} if e % 2 == 0 else {})} for e in range(1, 13)]
+  go, why = loop.finished_run_continues({"epochs_run": 12, "best_epoch": 6}, rows, cfg)
+  assert not go and "stopped early (3 validations" in why
+  go, _ = loop.finished_run_continues(
+      {"epochs_run": 12, "best_epoch": 6}, rows, _config(**{"train.patience_evals": 4}).train)
+  assert go
+
+
+def test_finished_probe_continued_with_more_epochs_equals_uninterrupted(tiny_run, tmp_path):
+  # A 12-epoch probe that finished (results.json written) goes on to the
+  # full run's 20 epochs from its epoch-12 checkpoint: every loss and every
+  # validation both made is the uninterrupted run's.
+  config, workdir, results = tiny_run
+  probe_dir = str(tmp_path / "probe")
+  probe = loop.train_and_evaluate(_config(**{"train.max_epochs": 12}), probe_dir)
+  assert probe["epochs_run"] == 12
+  broken = str(tmp_path / "no_latest")  # A copy without its latest checkpoint.
+  shutil.copytree(probe_dir, broken)
+  shutil.rmtree(os.path.join(broken, "checkpoints", "latest"))
+  with pytest.raises(ValueError, match="cannot continue the finished run.*latest checkpoint is None"):
+    loop.train_and_evaluate(config, broken)
+  continued = loop.train_and_evaluate(config, probe_dir)
+  assert continued["epochs_run"] == 20
+  a, b = _metrics_rows(workdir), _metrics_rows(probe_dir)
+  assert [r["epoch"] for r in b] == list(range(1, 21))
+  assert [r["epoch"] for r in b if "valid/NDCG@10" in r] == [5, 10, 12, 15, 20]
+  for ra, rb in zip(a, b):
+    assert abs(ra["loss"] - rb["loss"]) <= 1e-6, (ra, rb)
+    if "valid/NDCG@10" in ra and "valid/NDCG@10" in rb:
+      assert abs(ra["valid/NDCG@10"] - rb["valid/NDCG@10"]) <= 1e-6
+  if continued["best_epoch"] == results["best_epoch"]:
+    assert abs(continued["test/NDCG@10"] - results["test/NDCG@10"]) <= 1e-6
+  with open(os.path.join(probe_dir, "results.json")) as f:
+    assert json.load(f) == continued
+  # Now finished at 20: the same command returns it without training.
+  mtime = os.path.getmtime(os.path.join(probe_dir, "metrics.jsonl"))
+  assert loop.train_and_evaluate(config, probe_dir) == continued
+  assert os.path.getmtime(os.path.join(probe_dir, "metrics.jsonl")) == mtime
 
 
 def test_evaluate_reproduces_results_and_rejects_mismatched_config(tiny_run):

@@ -97,9 +97,9 @@ def _write_metrics(path: str, rows: list[dict]) -> None:
   os.replace(tmp, path)
 
 
-def _prepare_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
-  """Writes ``config.json``, or checks the stored one still matches."""
-  os.makedirs(workdir, exist_ok=True)
+def _check_stored_config(config: ml_collections.ConfigDict, workdir: str) -> None:
+  """Raises if the workdir's ``config.json`` differs from ``config`` in a
+  field that changes what the epochs already run computed."""
   path = os.path.join(workdir, "config.json")
   resolved = json.loads(config.to_json_best_effort())
   if os.path.exists(path):
@@ -110,8 +110,43 @@ def _prepare_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
       lines = "\n".join(f"  {k}: workdir has {a!r}, command has {b!r}" for k, a, b in diffs[:20])
       raise ValueError(f"workdir {workdir} was made with a different config; use a new --workdir "
                        f"or the same config. Differences:\n{lines}")
-  with open(path, "w") as f:
-    json.dump(resolved, f, indent=2, sort_keys=True)
+
+
+def _prepare_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
+  """Writes ``config.json``, or checks the stored one still matches."""
+  os.makedirs(workdir, exist_ok=True)
+  _check_stored_config(config, workdir)
+  with open(os.path.join(workdir, "config.json"), "w") as f:
+    json.dump(json.loads(config.to_json_best_effort()), f, indent=2, sort_keys=True)
+
+
+def finished_run_continues(results: dict, rows: list[dict],
+                           train_cfg: ml_collections.ConfigDict) -> tuple[bool, str]:
+  """Whether a finished run would have trained on under ``train_cfg``.
+
+  A run ends at ``max_epochs`` or when ``patience_evals`` validations in a row
+  bring no new best. Resuming it with a larger ``max_epochs`` (or patience)
+  continues it exactly as one longer run would have gone on, since the
+  learning rate does not depend on either (e.g. a 20-epoch probe continued as
+  a full run).
+
+  Args:
+    results: the run's ``results.json`` (``epochs_run``, ``best_epoch``).
+    rows: its ``metrics.jsonl`` rows.
+    train_cfg: the ``train`` section of the command's config.
+
+  Returns:
+    ``(continues, reason)``, the reason in words for the log.
+  """
+  last, best = int(results["epochs_run"]), int(results["best_epoch"])
+  since_best = sum(1 for r in rows if best < r["epoch"] <= last and "valid/NDCG@10" in r)
+  if since_best >= train_cfg.patience_evals:
+    return False, (f"it stopped early ({since_best} validations without a new best since epoch "
+                   f"{best}; patience {train_cfg.patience_evals})")
+  if last >= train_cfg.max_epochs:
+    return False, f"it ran {last} epochs (train.max_epochs {train_cfg.max_epochs})"
+  return True, (f"it ran {last} of train.max_epochs {train_cfg.max_epochs} epochs with "
+                f"{since_best} validations since its best (patience {train_cfg.patience_evals})")
 
 
 def _initial_params(config, model, num_items, rng, dataset, workdir):
@@ -142,11 +177,23 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   workdir = os.path.abspath(workdir)
   results_path = os.path.join(workdir, "results.json")
   if os.path.exists(results_path):
+    # A finished run: the command must describe the same run (else the stored
+    # results would be returned for a config that did not make them), and
+    # continues only where a longer max_epochs / patience lets it go on.
+    _check_stored_config(config, workdir)
     with open(results_path) as f:
       results = json.load(f)
-    _log(f"{workdir} already holds a finished run (results.json); not retraining. "
-         "Use a new --workdir to train again.")
-    return results
+    continues, why = finished_run_continues(
+        results, _read_metrics(os.path.join(workdir, "metrics.jsonl"), results["epochs_run"]),
+        config.train)
+    if not continues:
+      _log(f"{workdir} already holds a finished run (results.json): {why}; not retraining. "
+           "Use a new --workdir to train again.")
+      return results
+    _log(f"continuing the finished run in {workdir}: {why}")
+    finished_epoch = int(results["epochs_run"])
+  else:
+    finished_epoch = None
   _prepare_workdir(config, workdir)
   progress = bool(config.train.get("progress", True))
 
@@ -172,6 +219,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   metrics_path = os.path.join(workdir, "metrics.jsonl")
   tracker = {"best_ndcg10": -1.0, "best_epoch": 0, "evals_since_best": 0, "train_seconds": 0.0}
   start_epoch = 1
+  if finished_epoch is not None and ckpts.latest_epoch() != finished_epoch:
+    raise ValueError(
+        f"cannot continue the finished run in {workdir}: it ran {finished_epoch} epochs but its "
+        f"latest checkpoint is {ckpts.latest_epoch()} ({ckpts.directory}/latest); use a new --workdir")
   if ckpts.latest_epoch() is not None:
     state, meta = ckpts.restore_latest(ckpt_lib.abstract_like(state))
     tracker = meta["tracker"]
