@@ -72,6 +72,11 @@ def get_base_config() -> ml_collections.ConfigDict:
   # residual + LN(d') + FFN'(d') per head; "full" = the standard block (W_O,
   # residual + LN(d), FFN d -> ffn_inner -> d, LN(d)) split into H chunks of d'.
   c.model.head_ffn = "head"
+  # Width of the two LayerNorms of the head-wise block (head_ffn="head"):
+  # "head" (SPEC 2) = LayerNorm over each head's d' (one set of d' weights
+  # shared by the heads); "full" = one LayerNorm over all d of the
+  # concatenated heads (weights of size d), FFN' still per head. Diagnostic.
+  c.model.head_norm = "head"
   c.model.layer_norm_eps = 1e-12  # LayerNorm epsilon (RecBole SASRec).
   c.model.init_std = 0.02  # N(0, std) for weights and embeddings.
   c.model.max_len = 50  # Rows of the position table; must be >= data.max_len.

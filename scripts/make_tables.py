@@ -343,7 +343,7 @@ def current_config(spec: str) -> dict:
 # pre-training, and W_f's init with it (the hand-off overwrites W_f with the
 # selectors at facet_proj_scale).
 _FACET_HEAD_KEYS = ("facet_item_proj", "facet_proj_init", "facet_proj_scale", "ffn_head_inner",
-                    "gate", "head_ffn", "head_mix", "mix", "moe_residual")
+                    "gate", "head_ffn", "head_mix", "head_norm", "mix", "moe_residual")
 
 
 def _inert(current: dict) -> set[str]:

@@ -42,6 +42,8 @@ def output_map(params, model_cfg) -> np.ndarray:
   h = model_cfg.num_heads
   if model_cfg.get("head_ffn", "head") == "full":
     gamma = np.asarray(block["block"]["ffn_norm"]["scale"])
+  elif model_cfg.get("head_norm", "head") == "full":
+    gamma = np.asarray(block["head_ffn_norm"]["scale"])  # Already [d].
   else:
     gamma = np.tile(np.asarray(block["head_ffn_norm"]["scale"]), h)
   if model_cfg.facet_item_proj == "slice":

@@ -183,7 +183,16 @@ def fame_scores_loop(params, items, positions, segments, s):
       if seg[t] == 0:
         continue
       facets = []
-      for h in range(hh):
+      if s.head_ffn == "head" and s.head_norm == "full":
+        # One LayerNorm over the concatenated heads (d wide), FFN' per head.
+        pre = np.concatenate([(x[t, h * dh:(h + 1) * dh] if s.moe_residual == "slice"
+                               else keys[t, h]) + mix[t, h] for h in range(hh)])
+        r = layer_norm(pre, fb["residual_norm"], eps)
+        post = np.concatenate([r[h * dh:(h + 1) * dh] + ffn(r[h * dh:(h + 1) * dh], fb["head_ffn"])
+                               for h in range(hh)])
+        out = layer_norm(post, fb["head_ffn_norm"], eps)
+        facets = [out[h * dh:(h + 1) * dh] for h in range(hh)]
+      for h in range(hh if not facets else 0):
         if s.head_ffn == "full":
           facets.append(full[t, h * dh:(h + 1) * dh])
           continue

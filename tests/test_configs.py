@@ -128,6 +128,8 @@ def test_model_variant_names_sasrec_fame_and_head_mix():
     (dict(head_ffn="full", head_mix=True), "config.model.head_mix=False"),
     (dict(head_ffn="full", moe_residual="key_proj"), "config.model.moe_residual"),
     (dict(head_ffn="full", ffn_head_inner=64), "config.model.ffn_head_inner=64"),
+    (dict(head_norm="d"), "config.model.head_norm"),
+    (dict(head_ffn="full", head_norm="full"), "config.model.head_norm='full'"),
 ])
 def test_validate_config_names_the_bad_field(overrides, field):
   c = get_base_config()

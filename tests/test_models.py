@@ -150,6 +150,7 @@ def test_one_expert_has_no_router_param():
     dict(head_ffn="full"),
     dict(head_ffn="full", num_experts=1, gate="uniform"),
     dict(head_ffn="full", facet_item_proj="slice", moe_all_layers=True, num_layers=3),
+    dict(head_norm="full", ffn_head_inner=40),
 ])
 def test_counted_difference_equals_extra_params_formula(overrides):
   fame_cfg = ref.small_model_config(**overrides)
@@ -203,6 +204,7 @@ def test_init_values():
     (dict(num_experts=1, facet_heads=False), ("fame_block", "ffn_norm")),
     # A uniform gate: the learned one reads F^h, so it would change with the scale.
     (dict(gate="uniform"), ("fame_block", "head_ffn_norm")),
+    (dict(gate="uniform", head_norm="full"), ("fame_block", "head_ffn_norm")),
 ])
 def test_output_norm_scale_sets_only_the_last_norm_and_scales_u(overrides, norm):
   cfg1 = ref.small_model_config(**overrides)
@@ -326,7 +328,7 @@ def test_packed_row_equals_separate_rows(overrides):
     dict(), dict(num_experts=1, facet_heads=False), dict(moe_residual="key_proj"),
     dict(facet_item_proj="slice"), dict(num_experts=1), dict(gate="uniform"),
     dict(facet_heads=False), dict(moe_all_layers=True), dict(num_heads=1), dict(head_mix=True),
-    dict(head_ffn="full")])
+    dict(head_ffn="full"), dict(head_norm="full")])
 def test_query_index_equals_that_row_of_the_full_model(overrides):
   # The evaluation fast path: the last block computed at one row per
   # sequence must give that row of the full computation, for every block kind.

@@ -31,7 +31,8 @@ _spec.loader.exec_module(output_map)
     dict(facet_item_proj="linear", gate="uniform"),
     dict(facet_item_proj="linear", gate="uniform", head_ffn="full"),
     dict(facet_item_proj="slice", gate="uniform", num_heads=4),
-], ids=["slice", "linear", "linear_full", "slice_h4"])
+    dict(facet_item_proj="linear", gate="uniform", head_norm="full"),
+], ids=["slice", "linear", "linear_full", "slice_h4", "linear_head_norm_full"])
 def test_output_map_reproduces_the_user_vectors(overrides):
   cfg = ref.small_model_config(**overrides)
   model = FAME(cfg=cfg, num_items=ref.NUM_ITEMS)
@@ -44,6 +45,8 @@ def test_output_map_reproduces_the_user_vectors(overrides):
   h = cfg.num_heads
   if cfg.head_ffn == "full":
     gamma, beta = (np.asarray(block["block"]["ffn_norm"][k]) for k in ("scale", "bias"))
+  elif cfg.head_norm == "full":
+    gamma, beta = (np.asarray(block["head_ffn_norm"][k]) for k in ("scale", "bias"))
   else:
     gamma, beta = (np.tile(np.asarray(block["head_ffn_norm"][k]), h) for k in ("scale", "bias"))
   facets = np.asarray(inter["head_outputs"], np.float64)

@@ -54,6 +54,7 @@ class ModelSettings:
   moe_all_layers: bool
   head_mix: bool
   head_ffn: str
+  head_norm: str
   layer_norm_eps: float
   init_std: float
   max_len: int
@@ -130,6 +131,7 @@ def model_settings(cfg: Any) -> ModelSettings:
       moe_all_layers=bool(cfg.moe_all_layers),
       head_mix=bool(getattr(cfg, "head_mix", False)),
       head_ffn=_choice("head_ffn", getattr(cfg, "head_ffn", "head"), ("head", "full")),
+      head_norm=_choice("head_norm", getattr(cfg, "head_norm", "head"), ("head", "full")),
       layer_norm_eps=float(cfg.layer_norm_eps),
       init_std=float(cfg.init_std),
       max_len=int(getattr(cfg, "max_len", _DEFAULT_MAX_LEN)),
@@ -175,7 +177,8 @@ class FameBlock(nn.Module):
   Otherwise: ``attention`` (:class:`layers.MoEAttention`), ``head_mix``
   (Linear(d, d) over the concatenated head outputs, only with
   ``head_mix=True``), ``residual_norm`` and
-  ``head_ffn_norm`` (LayerNorm over d', shared by heads), ``head_ffn`` (FFN',
+  ``head_ffn_norm`` (LayerNorm over d', shared by heads; over all d with
+  ``head_norm="full"``), ``head_ffn`` (FFN',
   shared by heads), ``gate`` (Linear(d, H), only with ``gate="learned"``) and
   ``facet_proj [H, d, d']`` (``W_f^h``, only with
   ``facet_item_proj="linear"``).
@@ -207,14 +210,17 @@ class FameBlock(nn.Module):
     # X^h: the h-th d' slice of the input, or the shared key K^h.
     residual = x.reshape(b, l, hh, dh) if s.moe_residual == "slice" else keys
     # LayerNorm and FFN' act on the last (d') axis, so one set of weights
-    # serves every head.
-    r = nn.LayerNorm(s.layer_norm_eps, name="residual_norm")(
-        residual + drop(mixed, deterministic=deterministic))
+    # serves every head. head_norm="full" normalises the H heads together
+    # (over d, weights of size d) instead.
+    def norm(z, name, **kw):
+      if s.head_norm == "full":
+        return nn.LayerNorm(s.layer_norm_eps, name=name, **kw)(z.reshape(b, l, d)).reshape(z.shape)
+      return nn.LayerNorm(s.layer_norm_eps, name=name, **kw)(z)
+
+    r = norm(residual + drop(mixed, deterministic=deterministic), "residual_norm")
     ffn = layers.FeedForward(s.ffn_head_inner, s.init_std, name="head_ffn")(r)
-    facets = nn.LayerNorm(s.layer_norm_eps,
-                          scale_init=nn.initializers.constant(s.output_norm_scale),
-                          name="head_ffn_norm")(
-        r + drop(ffn, deterministic=deterministic))  # F^h: [B, L, H, d']
+    facets = norm(r + drop(ffn, deterministic=deterministic), "head_ffn_norm",
+                  scale_init=nn.initializers.constant(s.output_norm_scale))  # F^h: [B, L, H, d']
     return facets, router
 
   def _full_block(self, x, mask, train, query_index):

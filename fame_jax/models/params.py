@@ -42,7 +42,8 @@ def extra_params_formula(cfg: Any, num_items: int) -> int:
   ``+ 2d'i' + i' + d'`` (FFN' with biases)
   ``+ [gate = learned] (dH + H)`` (gate)
   ``+ [facet_item_proj = linear] H d d' = d^2`` (``W_f``)
-  ``+ [head_mix] (d^2 + d)`` (the head-mixing Linear).
+  ``+ [head_mix] (d^2 + d)`` (the head-mixing Linear);
+  with ``head_norm = "full"`` the two LayerNorms have ``2d`` each, not ``2d'``.
   With ``head_ffn = "full"`` the FAME block is instead a standard block with
   MoE attention (``standard + (E - 1) d^2 + [E > 1] E^2 d - 3d``, even at
   ``E = 1``: the MoE attention has no biases) plus the gate and ``W_f``.
@@ -75,7 +76,8 @@ def extra_params_formula(cfg: Any, num_items: int) -> int:
   if s.facet_heads and s.head_ffn == "full":
     last = standard + (ee - 1) * d * d + router - 3 * d + readout
   elif s.facet_heads:
-    last = ((ee + 2) * d * d + router + 4 * dh + 2 * dh * head_inner + head_inner + dh
+    norms = 4 * (d if s.head_norm == "full" else dh)
+    last = ((ee + 2) * d * d + router + norms + 2 * dh * head_inner + head_inner + dh
             + readout + (d * d + d if s.head_mix else 0))
   else:
     last = standard + (moe_swap if ee > 1 else 0)

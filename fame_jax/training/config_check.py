@@ -14,6 +14,7 @@ _CHOICES = {
     "model.gate": ("learned", "uniform"),
     "model.mix": ("logits", "probs"),
     "model.head_ffn": ("head", "full"),
+    "model.head_norm": ("head", "full"),
     "train.examples": ("all_positions", "prefix_last"),
     "train.loss_impl": ("dense", "chunked"),
 }
@@ -62,6 +63,9 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     if m.moe_residual != "slice":
       errors.append(f"config.model.moe_residual={m.moe_residual!r} is a head-wise residual; "
                     "config.model.head_ffn='full' has the full-width one (use 'slice')")
+    if m.get("head_norm", "head") != "head":
+      errors.append(f"config.model.head_norm={m.head_norm!r} sizes the head-wise block's "
+                    "LayerNorms, which config.model.head_ffn='full' replaces (use 'head')")
     if m.ffn_head_inner:
       errors.append(f"config.model.ffn_head_inner={m.ffn_head_inner} sizes FFN', which "
                     "config.model.head_ffn='full' replaces with the ffn_inner-wide FFN (use 0)")
@@ -103,7 +107,7 @@ def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
 # those runs' model; a stored config.json without the key means that value.
 ADDED_DEFAULTS = {"model.head_mix": False, "model.facet_proj_scale": 1.0,
                   "model.output_norm_scale": 1.0, "model.mix": "logits",
-                  "model.head_ffn": "head"}
+                  "model.head_ffn": "head", "model.head_norm": "head"}
 
 
 def with_added_defaults(stored: dict) -> dict:

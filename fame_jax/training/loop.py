@@ -66,6 +66,8 @@ def model_variant(model_cfg: ml_collections.ConfigDict) -> str:
   mix = ", head_mix" if model_cfg.get("head_mix", False) else ""
   if model_cfg.get("head_ffn", "head") == "full":
     mix += ", head_ffn=full"
+  if model_cfg.get("head_norm", "head") == "full":
+    mix += ", head_norm=full"
   return (f"FAME (H={model_cfg.num_heads}, E={model_cfg.num_experts}, facet_heads={model_cfg.facet_heads}, "
           f"gate={model_cfg.gate}, facet_item_proj={model_cfg.facet_item_proj}{mix})")
 
@@ -400,7 +402,7 @@ def restore_params(config: ml_collections.ConfigDict, workdir: str, num_items: i
 _SHAPE_FIELDS = ("model.hidden_size", "model.num_layers", "model.num_heads", "model.num_experts",
                  "model.ffn_inner", "model.ffn_head_inner", "model.facet_heads", "model.facet_item_proj",
                  "model.moe_residual", "model.gate", "model.moe_all_layers", "model.head_mix",
-                 "model.head_ffn", "model.max_len")
+                 "model.head_ffn", "model.head_norm", "model.max_len")
 
 
 def _check_fits(config: ml_collections.ConfigDict, workdir: str, num_items: int) -> None:
