@@ -175,7 +175,7 @@ def fame_scores_loop(params, items, positions, segments, s):
     else:
       mix, router, keys = attention_heads(x, fb["attention"], seg, hh, ee, moe=True)
       routers[b] = router
-    if s.head_ffn == "head" and s.head_mix:
+    if s.head_ffn != "full" and s.head_mix:
       hm = fb["head_mix"]
       mix = np.stack([(mix[t].reshape(-1) @ hm["kernel"] + hm["bias"]).reshape(hh, dh)
                       for t in range(length)])
@@ -183,15 +183,24 @@ def fame_scores_loop(params, items, positions, segments, s):
       if seg[t] == 0:
         continue
       facets = []
-      if s.head_ffn == "head" and s.head_norm == "full":
-        # One LayerNorm over the concatenated heads (d wide), FFN' per head.
-        pre = np.concatenate([(x[t, h * dh:(h + 1) * dh] if s.moe_residual == "slice"
-                               else keys[t, h]) + mix[t, h] for h in range(hh)])
-        r = layer_norm(pre, fb["residual_norm"], eps)
-        post = np.concatenate([r[h * dh:(h + 1) * dh] + ffn(r[h * dh:(h + 1) * dh], fb["head_ffn"])
-                               for h in range(hh)])
-        out = layer_norm(post, fb["head_ffn_norm"], eps)
-        facets = [out[h * dh:(h + 1) * dh] for h in range(hh)]
+      if s.head_ffn == "dense" or (s.head_ffn == "head" and s.head_norm == "full"):
+        # LayerNorms per head (d') or over the concatenated heads (d); FFN'
+        # per head, or one FFN over the concatenated heads ("dense").
+        def split(z):
+          return [z[h * dh:(h + 1) * dh] for h in range(hh)]
+
+        def norm(parts, p):
+          if s.head_norm == "full":
+            return split(layer_norm(np.concatenate(parts), p, eps))
+          return [layer_norm(z, p, eps) for z in parts]
+
+        r = norm([(x[t, h * dh:(h + 1) * dh] if s.moe_residual == "slice" else keys[t, h])
+                  + mix[t, h] for h in range(hh)], fb["residual_norm"])
+        if s.head_ffn == "dense":
+          f = split(ffn(np.concatenate(r), fb["head_ffn"]))
+        else:
+          f = [ffn(z, fb["head_ffn"]) for z in r]
+        facets = norm([a + c for a, c in zip(r, f)], fb["head_ffn_norm"])
       for h in range(hh if not facets else 0):
         if s.head_ffn == "full":
           facets.append(full[t, h * dh:(h + 1) * dh])

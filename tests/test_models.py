@@ -151,6 +151,8 @@ def test_one_expert_has_no_router_param():
     dict(head_ffn="full", num_experts=1, gate="uniform"),
     dict(head_ffn="full", facet_item_proj="slice", moe_all_layers=True, num_layers=3),
     dict(head_norm="full", ffn_head_inner=40),
+    dict(head_ffn="dense"),
+    dict(head_ffn="dense", head_norm="full", head_mix=True),
 ])
 def test_counted_difference_equals_extra_params_formula(overrides):
   fame_cfg = ref.small_model_config(**overrides)
@@ -328,7 +330,7 @@ def test_packed_row_equals_separate_rows(overrides):
     dict(), dict(num_experts=1, facet_heads=False), dict(moe_residual="key_proj"),
     dict(facet_item_proj="slice"), dict(num_experts=1), dict(gate="uniform"),
     dict(facet_heads=False), dict(moe_all_layers=True), dict(num_heads=1), dict(head_mix=True),
-    dict(head_ffn="full"), dict(head_norm="full")])
+    dict(head_ffn="full"), dict(head_norm="full"), dict(head_ffn="dense")])
 def test_query_index_equals_that_row_of_the_full_model(overrides):
   # The evaluation fast path: the last block computed at one row per
   # sequence must give that row of the full computation, for every block kind.

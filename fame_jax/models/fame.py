@@ -130,7 +130,8 @@ def model_settings(cfg: Any) -> ModelSettings:
       mix=_choice("mix", getattr(cfg, "mix", "logits"), ("logits", "probs")),
       moe_all_layers=bool(cfg.moe_all_layers),
       head_mix=bool(getattr(cfg, "head_mix", False)),
-      head_ffn=_choice("head_ffn", getattr(cfg, "head_ffn", "head"), ("head", "full")),
+      head_ffn=_choice("head_ffn", getattr(cfg, "head_ffn", "head"),
+                       ("head", "full", "dense")),
       head_norm=_choice("head_norm", getattr(cfg, "head_norm", "head"), ("head", "full")),
       layer_norm_eps=float(cfg.layer_norm_eps),
       init_std=float(cfg.init_std),
@@ -178,7 +179,8 @@ class FameBlock(nn.Module):
   (Linear(d, d) over the concatenated head outputs, only with
   ``head_mix=True``), ``residual_norm`` and
   ``head_ffn_norm`` (LayerNorm over d', shared by heads; over all d with
-  ``head_norm="full"``), ``head_ffn`` (FFN',
+  ``head_norm="full"``), ``head_ffn`` (FFN'; with ``head_ffn="dense"`` one
+  FFN d -> ffn_inner -> d over the concatenated heads),
   shared by heads), ``gate`` (Linear(d, H), only with ``gate="learned"``) and
   ``facet_proj [H, d, d']`` (``W_f^h``, only with
   ``facet_item_proj="linear"``).
@@ -218,7 +220,13 @@ class FameBlock(nn.Module):
       return nn.LayerNorm(s.layer_norm_eps, name=name, **kw)(z)
 
     r = norm(residual + drop(mixed, deterministic=deterministic), "residual_norm")
-    ffn = layers.FeedForward(s.ffn_head_inner, s.init_std, name="head_ffn")(r)
+    if s.head_ffn == "dense":
+      # One FFN over all heads (d -> ffn_inner -> d): each head's output
+      # then depends on every head, as in a standard block's FFN.
+      ffn = layers.FeedForward(s.ffn_inner, s.init_std, name="head_ffn")(
+          r.reshape(b, l, d)).reshape(r.shape)
+    else:
+      ffn = layers.FeedForward(s.ffn_head_inner, s.init_std, name="head_ffn")(r)
     facets = norm(r + drop(ffn, deterministic=deterministic), "head_ffn_norm",
                   scale_init=nn.initializers.constant(s.output_norm_scale))  # F^h: [B, L, H, d']
     return facets, router

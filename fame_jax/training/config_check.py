@@ -13,7 +13,7 @@ _CHOICES = {
     "model.moe_residual": ("slice", "key_proj"),
     "model.gate": ("learned", "uniform"),
     "model.mix": ("logits", "probs"),
-    "model.head_ffn": ("head", "full"),
+    "model.head_ffn": ("head", "full", "dense"),
     "model.head_norm": ("head", "full"),
     "train.examples": ("all_positions", "prefix_last"),
     "train.loss_impl": ("dense", "chunked"),
@@ -53,6 +53,13 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   if m.get("head_mix", False) and not m.facet_heads:
     errors.append("config.model.head_mix=True needs config.model.facet_heads=True (a standard "
                   "last block already mixes its heads with W_O)")
+  if _get(config, "model.head_ffn") == "dense":
+    if not m.facet_heads:
+      errors.append("config.model.head_ffn='dense' needs config.model.facet_heads=True (without "
+                    "facet heads the last block is the standard block)")
+    if m.ffn_head_inner:
+      errors.append(f"config.model.ffn_head_inner={m.ffn_head_inner} sizes FFN', which "
+                    "config.model.head_ffn='dense' replaces with the ffn_inner-wide FFN (use 0)")
   if _get(config, "model.head_ffn") == "full":
     if not m.facet_heads:
       errors.append("config.model.head_ffn='full' needs config.model.facet_heads=True (without "

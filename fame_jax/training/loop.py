@@ -64,8 +64,8 @@ def model_variant(model_cfg: ml_collections.ConfigDict) -> str:
   if model_cfg.num_experts == 1 and not model_cfg.facet_heads and not model_cfg.moe_all_layers:
     return "SASRec (post-LN RecBole-style, GELU FFN, full-softmax CE)"
   mix = ", head_mix" if model_cfg.get("head_mix", False) else ""
-  if model_cfg.get("head_ffn", "head") == "full":
-    mix += ", head_ffn=full"
+  if model_cfg.get("head_ffn", "head") != "head":
+    mix += f", head_ffn={model_cfg.head_ffn}"
   if model_cfg.get("head_norm", "head") == "full":
     mix += ", head_norm=full"
   return (f"FAME (H={model_cfg.num_heads}, E={model_cfg.num_experts}, facet_heads={model_cfg.facet_heads}, "
