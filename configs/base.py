@@ -72,8 +72,9 @@ def get_base_config() -> ml_collections.ConfigDict:
   # residual + LN(d') + FFN'(d') per head; "full" = the standard block (W_O,
   # residual + LN(d), FFN d -> ffn_inner -> d, LN(d)) split into H chunks of d'.
   # "dense" = the head-wise residual and LayerNorms of "head", but one FFN
-  # d -> ffn_inner -> d over the concatenated heads instead of FFN'. The
-  # last two are diagnostics outside the SPEC.
+  # d -> ffn_head_inner -> d over the concatenated heads instead of FFN'
+  # (ffn_head_inner 0 = ffn_inner here). The last two are diagnostics
+  # outside the SPEC.
   c.model.head_ffn = "head"
   # Width of the two LayerNorms of the head-wise block (head_ffn="head"):
   # "head" (SPEC 2) = LayerNorm over each head's d' (one set of d' weights

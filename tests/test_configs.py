@@ -131,7 +131,6 @@ def test_model_variant_names_sasrec_fame_and_head_mix():
     (dict(head_ffn="full", moe_residual="key_proj"), "config.model.moe_residual"),
     (dict(head_ffn="full", ffn_head_inner=64), "config.model.ffn_head_inner=64"),
     (dict(head_norm="d"), "config.model.head_norm"),
-    (dict(head_ffn="dense", ffn_head_inner=16), "config.model.head_ffn='dense' replaces"),
     (dict(head_ffn="dense", facet_heads=False), "config.model.head_ffn='dense' needs"),
     (dict(head_ffn="full", head_norm="full"), "config.model.head_norm='full'"),
 ])

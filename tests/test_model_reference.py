@@ -69,7 +69,7 @@ def test_fame_scores_equal_loop_reference(facet_item_proj, moe_residual, ffn_hea
     dict(head_norm="full", moe_residual="key_proj", num_heads=4, gate="uniform",
          ffn_head_inner=12),
     dict(head_ffn="dense"),
-    dict(head_ffn="dense", head_norm="full", head_mix=True, num_heads=4),
+    dict(head_ffn="dense", head_norm="full", head_mix=True, num_heads=4, ffn_head_inner=16),
 ], ids=["uniform_gate_3_layers", "moe_all_layers", "one_expert_one_layer", "one_head", "head_mix",
         "head_mix_key_proj_slice", "head_ffn_full", "head_ffn_full_one_expert_slice_uniform",
         "head_ffn_full_all_layers_4_heads", "head_norm_full",

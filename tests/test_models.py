@@ -112,6 +112,20 @@ def test_optional_fame_params_absent(overrides, absent):
   assert absent not in params["fame_block"]
 
 
+def test_dense_head_ffn_and_full_head_norm_param_shapes():
+  # head_ffn="dense": one FFN over all d, ffn_inner wide unless ffn_head_inner
+  # says otherwise; head_norm="full": the two LayerNorms are d wide.
+  block = _shapes(ref.small_model_config(head_ffn="dense"))[1]["fame_block"]
+  assert _shape_tree(block["head_ffn"]["dense_in"])["kernel"] == (16, 24)
+  assert _shape_tree(block["head_ffn"]["dense_out"])["kernel"] == (24, 16)
+  assert _shape_tree(block["residual_norm"])["scale"] == (8,)
+  block = _shapes(ref.small_model_config(head_ffn="dense", ffn_head_inner=40,
+                                         head_norm="full"))[1]["fame_block"]
+  assert _shape_tree(block["head_ffn"]["dense_in"])["kernel"] == (16, 40)
+  assert _shape_tree(block["residual_norm"])["scale"] == (16,)
+  assert _shape_tree(block["head_ffn_norm"])["scale"] == (16,)
+
+
 def test_head_mix_param_is_a_d_by_d_linear_and_changes_the_output():
   _, params = _shapes(ref.small_model_config(head_mix=True))
   assert _shape_tree(params["fame_block"]["head_mix"]) == {"kernel": (16, 16), "bias": (16,)}
@@ -153,6 +167,7 @@ def test_one_expert_has_no_router_param():
     dict(head_norm="full", ffn_head_inner=40),
     dict(head_ffn="dense"),
     dict(head_ffn="dense", head_norm="full", head_mix=True),
+    dict(head_ffn="dense", ffn_head_inner=16),
 ])
 def test_counted_difference_equals_extra_params_formula(overrides):
   fame_cfg = ref.small_model_config(**overrides)

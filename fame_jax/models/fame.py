@@ -109,13 +109,16 @@ def model_settings(cfg: Any) -> ModelSettings:
   dropout = float(cfg.dropout)
   fame_dropout = float(cfg.fame_dropout)
   head_inner = int(cfg.ffn_head_inner)
+  head_ffn = _choice("head_ffn", getattr(cfg, "head_ffn", "head"), ("head", "full", "dense"))
+  if head_inner <= 0:  # Default: d' for FFN', the trunk's width for the dense FFN.
+    head_inner = int(cfg.ffn_inner) if head_ffn == "dense" else d // hh
   return ModelSettings(
       hidden_size=d,
       num_layers=int(cfg.num_layers),
       num_heads=hh,
       num_experts=ee,
       ffn_inner=int(cfg.ffn_inner),
-      ffn_head_inner=head_inner if head_inner > 0 else d // hh,
+      ffn_head_inner=head_inner,
       dropout=dropout,
       fame_dropout=fame_dropout if fame_dropout >= 0 else dropout,
       facet_heads=bool(cfg.facet_heads),
@@ -130,8 +133,7 @@ def model_settings(cfg: Any) -> ModelSettings:
       mix=_choice("mix", getattr(cfg, "mix", "logits"), ("logits", "probs")),
       moe_all_layers=bool(cfg.moe_all_layers),
       head_mix=bool(getattr(cfg, "head_mix", False)),
-      head_ffn=_choice("head_ffn", getattr(cfg, "head_ffn", "head"),
-                       ("head", "full", "dense")),
+      head_ffn=head_ffn,
       head_norm=_choice("head_norm", getattr(cfg, "head_norm", "head"), ("head", "full")),
       layer_norm_eps=float(cfg.layer_norm_eps),
       init_std=float(cfg.init_std),
@@ -180,7 +182,7 @@ class FameBlock(nn.Module):
   ``head_mix=True``), ``residual_norm`` and
   ``head_ffn_norm`` (LayerNorm over d', shared by heads; over all d with
   ``head_norm="full"``), ``head_ffn`` (FFN'; with ``head_ffn="dense"`` one
-  FFN d -> ffn_inner -> d over the concatenated heads),
+  FFN d -> ffn_head_inner -> d over the concatenated heads),
   shared by heads), ``gate`` (Linear(d, H), only with ``gate="learned"``) and
   ``facet_proj [H, d, d']`` (``W_f^h``, only with
   ``facet_item_proj="linear"``).
@@ -221,9 +223,10 @@ class FameBlock(nn.Module):
 
     r = norm(residual + drop(mixed, deterministic=deterministic), "residual_norm")
     if s.head_ffn == "dense":
-      # One FFN over all heads (d -> ffn_inner -> d): each head's output
-      # then depends on every head, as in a standard block's FFN.
-      ffn = layers.FeedForward(s.ffn_inner, s.init_std, name="head_ffn")(
+      # One FFN over all heads (d -> ffn_head_inner -> d; default
+      # ffn_inner): each head's output then depends on every head, as in a
+      # standard block's FFN.
+      ffn = layers.FeedForward(s.ffn_head_inner, s.init_std, name="head_ffn")(
           r.reshape(b, l, d)).reshape(r.shape)
     else:
       ffn = layers.FeedForward(s.ffn_head_inner, s.init_std, name="head_ffn")(r)

@@ -44,7 +44,8 @@ def extra_params_formula(cfg: Any, num_items: int) -> int:
   ``+ [facet_item_proj = linear] H d d' = d^2`` (``W_f``)
   ``+ [head_mix] (d^2 + d)`` (the head-mixing Linear);
   with ``head_norm = "full"`` the two LayerNorms have ``2d`` each, not ``2d'``;
-  with ``head_ffn = "dense"`` the FFN has ``2di + i + d`` instead of FFN's.
+  with ``head_ffn = "dense"`` the FFN has ``2di' + i' + d`` instead of those of FFN'
+  (``i'`` defaults to ``i`` there).
   With ``head_ffn = "full"`` the FAME block is instead a standard block with
   MoE attention (``standard + (E - 1) d^2 + [E > 1] E^2 d - 3d``, even at
   ``E = 1``: the MoE attention has no biases) plus the gate and ``W_f``.
@@ -78,7 +79,7 @@ def extra_params_formula(cfg: Any, num_items: int) -> int:
     last = standard + (ee - 1) * d * d + router - 3 * d + readout
   elif s.facet_heads:
     norms = 4 * (d if s.head_norm == "full" else dh)
-    ffn = (2 * d * inner + inner + d if s.head_ffn == "dense"
+    ffn = (2 * d * head_inner + head_inner + d if s.head_ffn == "dense"
            else 2 * dh * head_inner + head_inner + dh)
     last = ((ee + 2) * d * d + router + norms + ffn
             + readout + (d * d + d if s.head_mix else 0))

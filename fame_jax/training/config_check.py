@@ -57,9 +57,6 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     if not m.facet_heads:
       errors.append("config.model.head_ffn='dense' needs config.model.facet_heads=True (without "
                     "facet heads the last block is the standard block)")
-    if m.ffn_head_inner:
-      errors.append(f"config.model.ffn_head_inner={m.ffn_head_inner} sizes FFN', which "
-                    "config.model.head_ffn='dense' replaces with the ffn_inner-wide FFN (use 0)")
   if _get(config, "model.head_ffn") == "full":
     if not m.facet_heads:
       errors.append("config.model.head_ffn='full' needs config.model.facet_heads=True (without "
