@@ -44,5 +44,12 @@ def get_config():
   # vs 0.1696, 0.1743, 0.1706 at 1e-3; seed 1 below its 1e-3 seed, so not
   # taken (results/ml1m/full/fame_uniform_lr2e-3_seed*). SASRec at 2e-3, seed
   # 0: 0.1710 vs 0.1781 (sasrec_lr2e-3_seed0), so it keeps 1e-3 as well.
+  # FFN' width: SPEC's d' (ffn_head_inner 0). Session 33, seed 0, stopped
+  # at epoch 13: d' -> 512 -> d' (the parameters of the standard block's
+  # d -> 256 -> d FFN) fits no faster: training loss 5.811 at epoch 12
+  # against 5.800-5.813 at d' (results/ml1m/in_progress/
+  # fame_uniform_ffnhead512_seed0 vs results/ml1m/full/fame_gate_uniform_seed*),
+  # where one FFN over the concatenated heads (head_ffn=dense, outside the
+  # SPEC) has 5.760. What FAME lacks here is mixing the heads, not width.
   c.pretrain.facets = ("genres", "decade")  # One facet per head.
   return c

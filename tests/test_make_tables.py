@@ -210,7 +210,7 @@ def test_changes_names_stage_two_from_a_stage_one_workdir_as_text_pretraining():
 def _config(**model):
   m = {"facet_heads": True, "num_experts": 4, "hidden_size": 64, "facet_proj_scale": 1.0,
        "facet_proj_init": "selector", "head_mix": False, "output_norm_scale": 1.0,
-       "mix": "logits", "head_ffn": "head"}
+       "mix": "logits", "head_ffn": "head", "head_norm": "head"}
   m.update(model)
   return {"model": m, "train": {"seed": 0, "loss_impl": "dense", "learning_rate": 1e-3},
           "pretrain": {"enabled": False, "facets": ["a", "b"], "text_cache_dir": ""}}
