@@ -182,35 +182,23 @@ def fame_scores_loop(params, items, positions, segments, s):
     for t in range(length):
       if seg[t] == 0:
         continue
-      facets = []
-      if s.head_ffn == "dense" or (s.head_ffn == "head" and s.head_norm == "full"):
-        # LayerNorms per head (d') or over the concatenated heads (d); FFN'
-        # per head, or one FFN over the concatenated heads ("dense").
-        def split(z):
-          return [z[h * dh:(h + 1) * dh] for h in range(hh)]
+      def split(z):
+        return [z[h * dh:(h + 1) * dh] for h in range(hh)]
 
-        def norm(parts, p):
-          if s.head_norm == "full":
-            return split(layer_norm(np.concatenate(parts), p, eps))
-          return [layer_norm(z, p, eps) for z in parts]
+      def per_head(fn, parts, joint):
+        # Each head on its own (SPEC 2), or the heads concatenated (d wide).
+        return split(fn(np.concatenate(parts))) if joint else [fn(z) for z in parts]
 
-        r = norm([(x[t, h * dh:(h + 1) * dh] if s.moe_residual == "slice" else keys[t, h])
-                  + mix[t, h] for h in range(hh)], fb["residual_norm"])
-        if s.head_ffn == "dense":
-          f = split(ffn(np.concatenate(r), fb["head_ffn"]))
-        else:
-          f = [ffn(z, fb["head_ffn"]) for z in r]
-        facets = norm([a + c for a, c in zip(r, f)], fb["head_ffn_norm"])
-      for h in range(hh if not facets else 0):
-        if s.head_ffn == "full":
-          facets.append(full[t, h * dh:(h + 1) * dh])
-          continue
-        if s.moe_residual == "slice":
-          xh = x[t, h * dh:(h + 1) * dh]
-        else:
-          xh = keys[t, h]
-        r = layer_norm(xh + mix[t, h], fb["residual_norm"], eps)
-        facets.append(layer_norm(r + ffn(r, fb["head_ffn"]), fb["head_ffn_norm"], eps))
+      if s.head_ffn == "full":
+        facets = split(full[t])
+      else:
+        joint = s.head_norm == "full"
+        xs = split(x[t]) if s.moe_residual == "slice" else list(keys[t])
+        r = per_head(lambda z: layer_norm(z, fb["residual_norm"], eps),
+                     [xs[h] + mix[t, h] for h in range(hh)], joint)
+        f = per_head(lambda z: ffn(z, fb["head_ffn"]), r, s.head_ffn == "dense")
+        facets = per_head(lambda z: layer_norm(z, fb["head_ffn_norm"], eps),
+                          [a + c for a, c in zip(r, f)], joint)
       if s.gate == "learned":
         g = softmax(np.concatenate(facets) @ fb["gate"]["kernel"] + fb["gate"]["bias"])
       else:

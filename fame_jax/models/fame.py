@@ -181,9 +181,9 @@ class FameBlock(nn.Module):
   (Linear(d, d) over the concatenated head outputs, only with
   ``head_mix=True``), ``residual_norm`` and
   ``head_ffn_norm`` (LayerNorm over d', shared by heads; over all d with
-  ``head_norm="full"``), ``head_ffn`` (FFN'; with ``head_ffn="dense"`` one
-  FFN d -> ffn_head_inner -> d over the concatenated heads),
-  shared by heads), ``gate`` (Linear(d, H), only with ``gate="learned"``) and
+  ``head_norm="full"``), ``head_ffn`` (FFN', shared by heads; with
+  ``head_ffn="dense"`` one FFN d -> ffn_head_inner -> d over the
+  concatenated heads), ``gate`` (Linear(d, H), only with ``gate="learned"``) and
   ``facet_proj [H, d, d']`` (``W_f^h``, only with
   ``facet_item_proj="linear"``).
 
@@ -214,24 +214,20 @@ class FameBlock(nn.Module):
     # X^h: the h-th d' slice of the input, or the shared key K^h.
     residual = x.reshape(b, l, hh, dh) if s.moe_residual == "slice" else keys
     # LayerNorm and FFN' act on the last (d') axis, so one set of weights
-    # serves every head. head_norm="full" normalises the H heads together
-    # (over d, weights of size d) instead.
-    def norm(z, name, **kw):
-      if s.head_norm == "full":
-        return nn.LayerNorm(s.layer_norm_eps, name=name, **kw)(z.reshape(b, l, d)).reshape(z.shape)
-      return nn.LayerNorm(s.layer_norm_eps, name=name, **kw)(z)
+    # serves every head. The diagnostics head_norm="full" (LayerNorms) and
+    # head_ffn="dense" (FFN) act on the H heads together, over all d.
+    def apply(module, z, joint):
+      return module(z.reshape(b, l, d)).reshape(z.shape) if joint else module(z)
 
-    r = norm(residual + drop(mixed, deterministic=deterministic), "residual_norm")
-    if s.head_ffn == "dense":
-      # One FFN over all heads (d -> ffn_head_inner -> d; default
-      # ffn_inner): each head's output then depends on every head, as in a
-      # standard block's FFN.
-      ffn = layers.FeedForward(s.ffn_head_inner, s.init_std, name="head_ffn")(
-          r.reshape(b, l, d)).reshape(r.shape)
-    else:
-      ffn = layers.FeedForward(s.ffn_head_inner, s.init_std, name="head_ffn")(r)
-    facets = norm(r + drop(ffn, deterministic=deterministic), "head_ffn_norm",
-                  scale_init=nn.initializers.constant(s.output_norm_scale))  # F^h: [B, L, H, d']
+    joint_norm = s.head_norm == "full"
+    r = apply(nn.LayerNorm(s.layer_norm_eps, name="residual_norm"),
+              residual + drop(mixed, deterministic=deterministic), joint_norm)
+    ffn = apply(layers.FeedForward(s.ffn_head_inner, s.init_std, name="head_ffn"), r,
+                s.head_ffn == "dense")
+    facets = apply(nn.LayerNorm(s.layer_norm_eps,
+                                scale_init=nn.initializers.constant(s.output_norm_scale),
+                                name="head_ffn_norm"),
+                   r + drop(ffn, deterministic=deterministic), joint_norm)  # F^h: [B, L, H, d']
     return facets, router
 
   def _full_block(self, x, mask, train, query_index):
