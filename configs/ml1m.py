@@ -51,5 +51,11 @@ def get_config():
   # fame_uniform_ffnhead512_seed0 vs results/ml1m/full/fame_gate_uniform_seed*),
   # where one FFN over the concatenated heads (head_ffn=dense, outside the
   # SPEC) has 5.760. What FAME lacks here is mixing the heads, not width.
+  # Session 34, head_ffn=dense, full runs, 3 seeds: valid NDCG@10 0.1750,
+  # 0.1745, 0.1764 (0.1753 +- 0.0010), each seed above the SPEC block's, but
+  # level with SASRec's 0.1757 +- 0.0023, not above it, so not taken
+  # (results/ml1m/full/fame_uniform_headffn_dense_seed*). The residual X W_K^h
+  # (moe_residual=key_proj, inside the SPEC) fits slower still: loss 5.954
+  # at epoch 12 (results/ml1m/in_progress/fame_uniform_keyproj_seed0).
   c.pretrain.facets = ("genres", "decade")  # One facet per head.
   return c

@@ -9,8 +9,9 @@ f=results/ml1m/full
 $py scripts/fit_curves.py $f/sasrec_seed{0,1,2} $f/fame_nofacet_seed0 $f/fame_gate_uniform_seed{0,1,2} \
   $f/fame_uniform_allmoe_seed{0,1,2} $f/sasrec_d128_seed0 $f/sasrec_d128_l3_seed0 $f/fame_text_d128_pscale4_l3_seed0 \
   $f/fame_uniform_lr2e-3_seed{0,1,2} $f/sasrec_lr2e-3_seed0 \
-  $f/fame_uniform_headffn_full_seed{0,1} $f/fame_uniform_oscale2_seed0 $f/fame_uniform_headffn_dense_seed0 \
-  results/ml1m/in_progress/fame_uniform_{headmix,headnorm_full,ffnhead512,headffn_dense64}_seed0 \
+  $f/fame_uniform_headffn_full_seed{0,1} $f/fame_uniform_oscale2_seed0 $f/fame_uniform_headffn_dense_seed{0,1,2} \
+  results/ml1m/in_progress/fame_uniform_{headmix,headnorm_full,ffnhead512,headffn_dense64,keyproj}_seed0 \
+  $f/fame_uniform_headffn_dense_oscale2_seed{0,1} \
   --epochs 10,20,30,40 --losses 5.9,5.8,5.75,5.7,5.6,5.55,5.5,5.45,5.4 \
   --out results/ml1m/analysis/fit_curves.jsonl > /dev/null
 f=results/beauty/full
