@@ -17,9 +17,10 @@ $py scripts/fit_curves.py $f/sasrec_seed{0,1,2} $f/fame_nofacet_seed0 $f/fame_ga
 f=results/beauty/full
 $py scripts/fit_curves.py $f/sasrec_h4_seed{0,1,2} $f/sasrec_d128_lr2.5e-4_seed{0,1,2} $f/fame_uniform_h4_oscale4_seed{0,1,2} \
   $f/fame_allmoe_gate_uniform_seed{0,1,2} $f/fame_nofacet_d128_lr2.5e-4_seed0 \
+  $f/fame_uniform_h4_oscale4_headffn_dense_seed{0,1,2} \
   --epochs 10,20,30,40 --losses 7.5,7.0,6.6,6.4,6.2,6.0 --out results/beauty/analysis/fit_curves.jsonl > /dev/null
 f=results/sports/full
 $py scripts/fit_curves.py $f/sasrec_d128_lr2.5e-4_seed{0,1,2} $f/fame_gate_uniform_seed{0,1,2} \
-  $f/fame_uniform_h4_oscale4_seed{0,1,2} \
+  $f/fame_uniform_h4_oscale4_seed{0,1,2} $f/fame_uniform_h4_oscale4_headffn_dense_seed{0,1,2} \
   --epochs 10,20,30,40 --losses 7.5,7.2,7.0,6.8,6.6 --out results/sports/analysis/fit_curves.jsonl > /dev/null
 wc -l results/{ml1m,beauty,sports}/analysis/fit_curves.jsonl
