@@ -98,11 +98,14 @@ def bench_config(model: str):
 
 
 def describe(config) -> str:
-  """The measured model, read from its config (never a fixed label)."""
+  """The measured model's size and shape, read from its config (never a fixed label).
+
+  The variant switches (gate, facet_item_proj, head_ffn, ...) are named by
+  loop.model_variant, as in every results.json, under "model_variant".
+  """
   m = config.model
   return (f"FAME d={m.hidden_size} H={m.num_heads} E={m.num_experts} L={config.data.max_len} "
-          f"batch={config.train.batch_size} moe_all_layers={m.moe_all_layers} "
-          f"facet_item_proj={m.facet_item_proj} gate={m.gate} head_ffn={m.head_ffn}")
+          f"batch={config.train.batch_size} moe_all_layers={m.moe_all_layers}")
 
 
 def main():
@@ -121,6 +124,7 @@ def main():
   dataset, split = loop.load_data(config)
   modes = {"on": [True], "off": [False], "both": [True, False]}[args.packing]
   out = {"bench": "train_throughput", "dataset": "beauty", "model": describe(config),
+         "model_variant": loop.model_variant(config.model),
          "model_source": {"spec": "SPEC 4 defaults (configs/base.py) on Beauty", "committed": "configs/beauty.py"}[args.model],
          "loss_impl": args.loss_impl, "device": f"{jax.device_count()} x {jax.devices()[0].device_kind}",
          "cpu_count": os.cpu_count(), "jax": jax.__version__}
