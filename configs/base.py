@@ -1,7 +1,11 @@
-"""Shared defaults for every fame_jax config (SPEC section 4 defaults).
+"""The neutral base config: the docs/protocol.md §4 defaults on the synthetic facet world.
 
-Dataset configs call :func:`get_base_config` and override what differs. Every
-field has one comment; units are in the names.
+  python train.py --config configs/base.py --workdir runs/base
+
+One exception to the protocol defaults: W_f^h starts as the chunk selector
+(facet_proj_init="selector", docs/findings.md#selector-init). Dataset configs
+call :func:`get_base_config` and override what differs; `python train.py
+--config configs/<name>.py --print_config` lists those differences.
 """
 
 import ml_collections
@@ -53,7 +57,9 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.model.fame_dropout = -1.0  # Dropout inside the FAME block; <0 = dropout.
   c.model.facet_heads = True  # False = concat heads + W_O (SASRec last layer).
   c.model.facet_item_proj = "linear"  # "linear" (W_f^h) or "slice".
-  c.model.facet_proj_init = "normal"  # "normal" N(0, 0.02) or "selector".
+  # W_f^h init: "selector" (starts picking chunk h of the item embedding; learns
+  # faster, docs/findings.md#selector-init) or "normal" N(0, 0.02) (the protocol default).
+  c.model.facet_proj_init = "selector"
   # Value of the selector entries of W_f^h (selector init and FAME+ hand-off).
   # With H heads a near-uniform gate scales u by ~1/H; H undoes that at the start.
   c.model.facet_proj_scale = 1.0
@@ -140,3 +146,8 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.pretrain.agreement_k = 10  # Neighbours per query in the facet-neighbour agreement.
   c.pretrain.agreement_queries = 2000  # Query items sampled for that metric.
   return c
+
+
+def get_config() -> ml_collections.ConfigDict:
+  """The base config as a runnable config file (train.py locks it)."""
+  return get_base_config()

@@ -8,7 +8,6 @@ from configs.base import get_base_config
 
 def get_config():
   c = get_base_config()
-  c.data.format = "synthetic"
   c.data.name = "synthetic_tiny"
   c.data.max_len = 20  # Short window keeps tests fast.
   c.model.max_len = 20  # Position table covers the window.
@@ -17,10 +16,10 @@ def get_config():
   c.data.synthetic.min_length = 6
   c.data.synthetic.max_length = 20
   c.model.hidden_size = 16  # Tiny model.
-  c.model.num_heads = 2
   c.model.num_experts = 2
   c.model.ffn_inner = 32
   c.model.dropout = 0.1
+  c.model.facet_proj_init = "normal"  # The protocol default, so tests cover the random W_f^h.
   c.train.batch_size = 64
   c.train.learning_rate = 1e-2  # Few steps: learn fast.
   c.train.max_epochs = 20  # ~7 steps an epoch.

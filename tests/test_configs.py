@@ -120,7 +120,7 @@ def test_model_variant_names_sasrec_fame_and_head_mix():
     (dict(head_mix=True, facet_heads=False), "config.model.head_mix"),
     (dict(facet_item_proj="dot"), "config.model.facet_item_proj"),
     (dict(hidden_size=31), "config.model.hidden_size=31"),
-    (dict(facet_proj_scale=2.0), "config.model.facet_proj_scale"),  # Normal init, no hand-off.
+    (dict(facet_proj_scale=2.0, facet_proj_init="normal"), "config.model.facet_proj_scale"),  # No hand-off.
     (dict(facet_proj_scale=2.0, facet_proj_init="selector", facet_item_proj="slice"),
      "config.model.facet_proj_scale"),
     (dict(facet_proj_scale=0.0, facet_proj_init="selector"), "config.model.facet_proj_scale"),

@@ -203,7 +203,7 @@ def test_score_items_is_u_dot_table_with_pad_minus_inf():
 
 
 def test_init_values():
-  cfg = ref.small_model_config()
+  cfg = ref.small_model_config(facet_proj_init="normal")  # The base starts W_f^h as selectors.
   _, params = _init(cfg)
   table = np.asarray(params["item_emb"]["embedding"])
   np.testing.assert_array_equal(table[0], 0.0)  # Pad row.
