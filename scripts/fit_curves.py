@@ -1,103 +1,12 @@
-"""Fit against generalisation from runs' logs: training loss and validation NDCG@10 per epoch.
+"""Command line of fame_jax/analysis/fit_curves.py (its docstring gives the usage)."""
 
-  .venv/bin/python scripts/fit_curves.py results/ml1m/full/sasrec_seed0 \
-      results/ml1m/full/fame_gate_uniform_seed0 [--epochs 10,20,30] \
-      [--losses 5.8,5.6,5.5] [--out results/ml1m/analysis/fit_curves.jsonl]
-
-Each argument is a run's results (or work) directory holding ``metrics.jsonl``
-(one row per epoch: ``loss`` is the epoch's mean training cross-entropy over
-its targets, dropout on; ``valid/NDCG@10`` the full-ranking validation metric
-after that epoch). Nothing is recomputed: it reads the logs only.
-
-For every run, one JSON line:
-
-* ``at_epoch``: ``{epoch: [loss, valid NDCG@10]}`` at the ``--epochs`` asked for
-  (``null`` past the run's last epoch);
-* ``at_loss``: ``{level: [epoch, valid NDCG@10]}`` for the first epoch whose
-  training loss is at or below each ``--losses`` level (``null`` where the run
-  never got there). Two models compared at the same training loss tell
-  "fits the training data worse" (it reaches a level later or never) apart
-  from "generalises worse at the same fit" (lower NDCG at the same level);
-* ``best_epoch`` / ``best_valid`` / ``loss_at_best``: the best validation
-  epoch (the first of ties, as the trainer keeps it), its NDCG@10 and loss.
-
-A malformed log stops the script with the file and line.
-"""
-
-import argparse
-import json
 import os
 import sys
 
-_NDCG = "valid/NDCG@10"
+# Runs from a checkout without `pip install -e .`.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-
-def read_log(run_dir: str) -> list[dict]:
-  """The epoch rows of ``run_dir/metrics.jsonl`` that carry a validation metric, in order.
-
-  Raises:
-    SystemExit: the file is missing, a line is not JSON, or an epoch row lacks
-      ``epoch`` / ``loss`` / ``valid/NDCG@10`` (the message names file and line).
-  """
-  path = os.path.join(run_dir, "metrics.jsonl")
-  if not os.path.exists(path):
-    raise SystemExit(f"{path} not found: pass a run's results or work directory")
-  rows = []
-  with open(path) as f:
-    for n, line in enumerate(f, 1):
-      if not line.strip():
-        continue
-      try:
-        row = json.loads(line)
-      except json.JSONDecodeError as e:
-        raise SystemExit(f"{path}:{n}: not JSON ({e.msg})") from None
-      if _NDCG not in row:  # Rows without validation (e.g. a final test row) are not epochs.
-        continue
-      for key in ("epoch", "loss"):
-        if not isinstance(row.get(key), (int, float)):
-          raise SystemExit(f"{path}:{n}: epoch row without a numeric {key!r}")
-      rows.append(row)
-  if not rows:
-    raise SystemExit(f"{path}: no epoch rows with {_NDCG}")
-  return rows
-
-
-def summarise(rows: list[dict], epochs: list[int], losses: list[float]) -> dict:
-  """The ``at_epoch`` / ``at_loss`` / best-epoch summary of one run's epoch rows."""
-  by_epoch = {int(r["epoch"]): r for r in rows}
-  at_epoch = {str(e): ([by_epoch[e]["loss"], by_epoch[e][_NDCG]] if e in by_epoch else None)
-              for e in epochs}
-  at_loss = {}
-  for level in losses:
-    first = next((r for r in rows if r["loss"] <= level), None)
-    at_loss[repr(level)] = None if first is None else [int(first["epoch"]), first[_NDCG]]
-  best = max(rows, key=lambda r: (r[_NDCG], -r["epoch"]))  # First epoch of a tie.
-  return {"epochs_run": int(rows[-1]["epoch"]), "at_epoch": at_epoch, "at_loss": at_loss,
-          "best_epoch": int(best["epoch"]), "best_valid": best[_NDCG], "loss_at_best": best["loss"]}
-
-
-def _floats(text: str) -> list[float]:
-  return [float(x) for x in text.split(",") if x]
-
-
-def main() -> None:
-  ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  ap.add_argument("runs", nargs="+", help="results or work directories with metrics.jsonl")
-  ap.add_argument("--epochs", default="10,20,30,40", help="comma-separated epochs")
-  ap.add_argument("--losses", default="", help="comma-separated training-loss levels")
-  ap.add_argument("--out", help="write the JSON lines to this file too (replacing it)")
-  args = ap.parse_args()
-  epochs = [int(e) for e in _floats(args.epochs)]
-  losses = _floats(args.losses)
-  lines = []
-  for d in args.runs:
-    line = {"run": os.path.normpath(d), **summarise(read_log(d), epochs, losses)}
-    lines.append(json.dumps(line))
-  print("\n".join(lines))
-  if args.out:
-    with open(args.out, "w") as f:
-      f.write("\n".join(lines) + "\n")
-
+from fame_jax.analysis import fit_curves  # noqa: E402
 
 if __name__ == "__main__":
-  sys.exit(main())
+  fit_curves.main()

@@ -1,14 +1,11 @@
-"""scripts/length_buckets.py: per-history-length NDCG@10 of exported runs."""
+"""fame_jax/analysis/length_buckets.py: per-history-length NDCG@10 of exported runs."""
 
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
+import pytest
 
-_SCRIPT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts",
-                       "length_buckets.py")
+from fame_jax.analysis import length_buckets
 
 
 def _export(d, users, lengths, ndcg):
@@ -19,26 +16,25 @@ def _export(d, users, lengths, ndcg):
                                                "metrics": {"valid/NDCG@10": float(np.mean(ndcg))}}))
 
 
-def _run(*args):
-  return subprocess.run([sys.executable, _SCRIPT, *args], capture_output=True, text=True)
+def _run(capsys, *args):
+  length_buckets.main(list(args))
+  return json.loads(capsys.readouterr().out)
 
 
-def test_buckets_by_history_length(tmp_path):
+def test_buckets_by_history_length(tmp_path, capsys):
   _export(tmp_path / "a", [0, 1, 2, 3], [3, 60, 49, 450], [1.0, 0.5, 0.0, 0.25])
   _export(tmp_path / "b", [0, 1, 2, 3], [3, 60, 49, 450], [0.0, 0.0, 0.0, 1.0])
-  got = _run(f"a={tmp_path / 'a'}", f"b={tmp_path / 'b'}")
-  assert got.returncode == 0, got.stderr
-  out = json.loads(got.stdout)
+  out = _run(capsys, f"a={tmp_path / 'a'}", f"b={tmp_path / 'b'}")
   a = {b["history"]: (b["users"], b["NDCG@10"]) for b in out["runs"]["a"]["buckets"]}
   assert a == {"0-49": (2, 0.5), "50-99": (1, 0.5), "100-199": (0, None), "200-399": (0, None),
                ">=400": (1, 0.25)}
   assert out["runs"]["b"]["buckets"][-1] == {"history": ">=400", "users": 1, "NDCG@10": 1.0}
 
 
-def test_exports_of_different_users_are_refused(tmp_path):
+def test_exports_of_different_users_are_refused(tmp_path, capsys):
   _export(tmp_path / "a", [0, 1, 2], [1, 2, 3], [1.0, 0.5, 0.25])
   _export(tmp_path / "b", [0, 1], [1, 2], [0.0, 0.0])
-  got = _run(f"a={tmp_path / 'a'}", f"b={tmp_path / 'b'}")
-  assert got.returncode != 0 and "exports cover different users" in got.stderr
-  got = _run(str(tmp_path / "a"))
-  assert got.returncode != 0 and "expected NAME=EXPORT_DIR" in got.stderr
+  with pytest.raises(SystemExit, match="b: exports cover different users"):
+    _run(capsys, f"a={tmp_path / 'a'}", f"b={tmp_path / 'b'}")
+  with pytest.raises(SystemExit, match="expected NAME=EXPORT_DIR"):
+    _run(capsys, str(tmp_path / "a"))

@@ -1,14 +1,11 @@
-"""scripts/popularity_buckets.py: NDCG@10 per target-popularity bucket of exported runs."""
+"""fame_jax/analysis/popularity_buckets.py: NDCG@10 per target-popularity bucket of exported runs."""
 
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
+import pytest
 
-_SCRIPT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts",
-                       "popularity_buckets.py")
+from fame_jax.analysis import popularity_buckets
 
 
 def _world(tmp_path):
@@ -37,20 +34,19 @@ def _export(d, targets, ndcg, top, split="valid"):
                                                "metrics": {"valid/NDCG@10": float(np.mean(ndcg))}}))
 
 
-def _run(*args):
-  return subprocess.run([sys.executable, _SCRIPT, *args], capture_output=True, text=True)
+def _run(capsys, *args):
+  popularity_buckets.main(list(args))
+  return json.loads(capsys.readouterr().out)
 
 
-def test_buckets_by_training_count(tmp_path):
+def test_buckets_by_training_count(tmp_path, capsys):
   _world(tmp_path)
   # Item ids follow ascending raw id, so they equal the raw ids here: items 1, 2, 3 occur 10, 5
   # and 1 times in training, 4 and 5 (each user's validation and test items) never.
   targets = [1, 1, 2, 2, 3, 3, 4, 4, 5, 5]
   top = [[1] * 10] * 5 + [[4] * 10] * 5
   _export(tmp_path / "a", targets, [1.0, 1.0, 0.5, 0.5, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0], top)
-  got = _run("--config", str(tmp_path / "cfg.py"), f"a={tmp_path / 'a'}")
-  assert got.returncode == 0, got.stderr
-  out = json.loads(got.stdout)
+  out = _run(capsys, "--config", str(tmp_path / "cfg.py"), f"a={tmp_path / 'a'}")
   run = out["runs"]["a"]
   counts = {1: 10, 2: 5, 3: 1, 4: 0, 5: 0}
   assert out["target_mean_train_count"] == np.mean([counts[t] for t in targets])
@@ -66,15 +62,15 @@ def test_buckets_by_training_count(tmp_path):
   assert run["top10_distinct_items"] == 2
 
 
-def test_bad_exports_are_refused(tmp_path):
+def test_bad_exports_are_refused(tmp_path, capsys):
   _world(tmp_path)
   _export(tmp_path / "a", [1] * 10, [1.0] * 10, [[1] * 10] * 10)
   _export(tmp_path / "b", [3] * 10, [1.0] * 10, [[1] * 10] * 10)
   _export(tmp_path / "c", [9] * 10, [1.0] * 10, [[1] * 10] * 10)
   cfg = str(tmp_path / "cfg.py")
-  got = _run("--config", cfg, f"a={tmp_path / 'a'}", f"b={tmp_path / 'b'}")
-  assert got.returncode != 0 and "exports cover different users, targets or splits" in got.stderr
-  got = _run("--config", cfg, f"c={tmp_path / 'c'}")
-  assert got.returncode != 0 and "exceed the dataset's 5 items" in got.stderr
-  got = _run("--config", cfg, str(tmp_path / "a"))
-  assert got.returncode != 0 and "expected NAME=EXPORT_DIR" in got.stderr
+  with pytest.raises(SystemExit, match="b: exports cover different users, targets or splits"):
+    _run(capsys, "--config", cfg, f"a={tmp_path / 'a'}", f"b={tmp_path / 'b'}")
+  with pytest.raises(SystemExit, match="exceed the dataset's 5 items"):
+    _run(capsys, "--config", cfg, f"c={tmp_path / 'c'}")
+  with pytest.raises(SystemExit, match="expected NAME=EXPORT_DIR"):
+    _run(capsys, "--config", cfg, str(tmp_path / "a"))
