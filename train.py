@@ -1,8 +1,9 @@
 """Trains FAME (or SASRec / an ablation) with one command.
 
   python train.py --config configs/default.py --workdir runs/default
-  python train.py --config configs/beauty.py --workdir runs/beauty \
-      --config.model.num_experts=1 --config.model.facet_heads=False   # SASRec
+  python train.py --config configs/beauty.py --workdir runs/beauty --config.train.seed=1
+  python train.py --config configs/sasrec.py:beauty --workdir runs/beauty_sasrec
+  python train.py --config configs/beauty.py --print_config   # Resolved config, no training.
 
 Re-running the same command on an interrupted workdir resumes it; re-running
 a finished one with a larger --config.train.max_epochs continues it.
@@ -12,21 +13,43 @@ if __name__ == "__main__":  # Before JAX loads: re-runs once with malloc on huge
   from fame_jax import runtime
   runtime.use_huge_pages()
 
+import sys
+
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from fame_jax.training import train_and_evaluate
+from fame_jax import config_tools
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (configs/*.py).", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (checkpoints, metrics, results).")
-flags.mark_flags_as_required(["config", "workdir"])
+_PRINT_CONFIG = flags.DEFINE_bool(
+    "print_config", False, "Print the resolved config and its differences from configs/base.py, then "
+    "exit without training (no --workdir needed).")
+flags.mark_flag_as_required("config")
+flags.register_multi_flags_validator(
+    ["workdir", "print_config"], lambda f: bool(f["workdir"]) or f["print_config"],
+    message="--workdir is required (except with --print_config)")
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+  """absl's parser, after a one-line exit 2 for an override naming no config key."""
+  error = config_tools.unknown_override_error(argv)
+  if error:
+    print(f"{argv[0]}: {error}", file=sys.stderr)
+    sys.exit(2)
+  return app.parse_flags_with_usage(argv)
 
 
 def main(argv):
   del argv
+  if _PRINT_CONFIG.value:
+    from configs.base import get_base_config
+    print(config_tools.describe(_CONFIG.value, get_base_config(), name=flags.FLAGS["config"].config_filename))
+    return
   logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO.
+  from fame_jax.training import train_and_evaluate  # JAX loads only when training.
   train_and_evaluate(_CONFIG.value, _WORKDIR.value)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=_parse_flags)

@@ -144,3 +144,51 @@ def test_validate_config_names_the_bad_field(overrides, field):
   ok = get_base_config()
   ok.model.facet_proj_init, ok.model.facet_proj_scale = "selector", 2.0
   validate_config(ok)
+
+
+def _assignments(path):
+  """The parent config a config file starts from and the dotted keys its
+  get_config assigns (``c.model.gate = ...`` -> ``model.gate``), one per assignment."""
+  import ast
+  with open(os.path.join(ROOT, path)) as f:
+    fn = next(n for n in ast.parse(f.read()).body if isinstance(n, ast.FunctionDef) and n.name == "get_config")
+  start = next(n.value.func for n in fn.body  # c = get_base_config() / c = beauty.get_config()
+               if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") == "c")
+  if isinstance(start, ast.Name):
+    parent = "configs/base.py"
+  else:  # sasrec.py imports the dataset config it is given: no fixed parent.
+    parent = f"configs/{start.value.id}.py" if isinstance(start.value, ast.Name) else None
+  keys = []
+  for node in ast.walk(fn):
+    targets = node.targets if isinstance(node, ast.Assign) else []
+    for target in targets:
+      parts = []
+      while isinstance(target, ast.Attribute):
+        parts.insert(0, target.attr)
+        target = target.value
+      if isinstance(target, ast.Name) and target.id == "c" and parts:
+        keys.append(".".join(parts))
+  return parent, keys
+
+
+@pytest.mark.parametrize("path", CONFIGS)
+def test_config_assigns_each_key_once(path):
+  _, keys = _assignments(path)
+  assert len(keys) > 1
+  assert sorted(k for k in set(keys) if keys.count(k) > 1) == [], f"{path} overwrites its own setting"
+
+
+@pytest.mark.parametrize("path", [p for p in CONFIGS if not p.endswith("sasrec.py")])
+def test_config_assignments_change_something(path):
+  from fame_jax import config_tools
+  parent_path, keys = _assignments(path)
+  parent = config_tools.flatten(get_base_config() if parent_path.endswith("base.py") else _load(parent_path))
+  config = _load(path)
+  resolved = config_tools.flatten(config)
+  # Equal to what the parent already gives: a no-op that reads like a choice.
+  assert [k for k in keys if resolved[k] == parent[k]] == [], path
+  # Read by nothing under the rest of the config. Stage-1 settings are the
+  # exception: they serve the FAME+ config that extends this one and
+  # --config.pretrain.enabled=True.
+  inactive = config_tools.inactive_keys(config)
+  assert [k for k in keys if k in inactive and not k.startswith("pretrain.")] == [], path

@@ -1,0 +1,96 @@
+"""The committed configs resolve to the values stored before they were rewritten.
+
+tests/data/resolved_configs.json holds every committed config (and
+``sasrec.py:<dataset>``) as it resolved before the configs lost their evidence
+paragraphs and the rejected model options were deleted. Only those deleted
+keys may differ; any other change to a resolved value is a change of a
+committed model, and fails here.
+"""
+
+import glob
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from configs import sasrec
+from fame_jax import config_tools
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+with open(os.path.join(ROOT, "tests", "data", "resolved_configs.json")) as f:
+  STORED = json.load(f)
+
+# Model options deleted as rejected diagnostics (kept by the tag variant-study-archive).
+DELETED = frozenset(f"model.{k}" for k in ("head_mix", "head_ffn", "head_norm", "ffn_head_inner",
+                                           "fame_dropout", "mix", "moe_residual", "facet_proj_scale"))
+
+
+def _resolve(name: str) -> dict:
+  """``name`` ("beauty", "sasrec:ml1m") resolved as train.py resolves it, as JSON."""
+  module, _, arg = name.partition(":")
+  spec = os.path.join(ROOT, "configs", f"{module}.py") + (f":{arg}" if arg else "")
+  return json.loads(config_tools.load_config_file(spec).to_json_best_effort())
+
+
+def _changes(stored: dict, current: dict) -> list[str]:
+  """``key: stored -> current`` for every difference outside :data:`DELETED`."""
+  diffs = config_tools.differences(config_tools.flatten(stored), config_tools.flatten(current))
+  return [f"{k}: {a!r} -> {b!r}" for k, a, b in diffs if k not in DELETED]
+
+
+def test_stored_copy_covers_every_committed_config():
+  files = {os.path.basename(p)[:-3] for p in glob.glob(os.path.join(ROOT, "configs", "*.py"))}
+  files -= {"__init__", "base", "sasrec"}
+  assert {n for n in STORED if ":" not in n} == files
+  assert {n.split(":")[1] for n in STORED if n.startswith("sasrec:")} == set(sasrec._DATASETS)
+
+
+@pytest.mark.parametrize("name", sorted(STORED))
+def test_resolved_config_is_unchanged(name):
+  changes = _changes(STORED[name], _resolve(name))
+  assert not changes, f"{name} resolves differently from tests/data/resolved_configs.json:\n" + "\n".join(changes)
+
+
+def test_only_the_deleted_keys_are_ignored():
+  stored = STORED["beauty"]
+  current = json.loads(json.dumps(stored))
+  current["model"]["head_ffn"] = "dense"  # A deleted key: ignored.
+  del current["model"]["mix"]
+  assert _changes(stored, current) == []
+  current["model"]["facet_proj_init"] = "normal"  # A kept key: reported.
+  current["train"]["new_key"] = 1  # A key the stored copy lacks: reported.
+  del current["eval"]["ks"]  # A key that vanished: reported.
+  assert _changes(stored, current) == ["model.facet_proj_init: 'selector' -> 'normal'",
+                                       "train.new_key: None -> 1", "eval.ks: [5, 10, 20] -> None"]
+
+
+def _train_py(*args, cwd=ROOT):
+  return subprocess.run([sys.executable, os.path.join(ROOT, "train.py"), *args], cwd=cwd,
+                        capture_output=True, text=True, timeout=120)
+
+
+def test_print_config_prints_values_and_differences_without_training(tmp_path):
+  workdir = tmp_path / "run"
+  out = _train_py("--config", "configs/beauty.py", "--print_config", f"--workdir={workdir}")
+  assert out.returncode == 0, out.stderr
+  assert not workdir.exists()  # Printing never trains.
+  values, diffs = out.stdout.split("\n\n")
+  assert "model.hidden_size = 128\n" in values
+  assert "model.facet_proj_init = 'selector'  # no effect: facet_item_proj='slice'" in values
+  assert diffs.splitlines()[0].startswith("# configs/beauty.py: 14 differences from configs/base.py")
+  assert "model.hidden_size: 64 -> 128" in diffs.splitlines()
+  assert "train.learning_rate: 0.001 -> 0.00025" in diffs.splitlines()
+  assert "model.dropout" not in diffs  # Equal to the base: not a difference.
+
+
+def test_print_config_takes_an_argument_and_overrides_without_a_workdir():
+  out = _train_py("--config=configs/sasrec.py:sports", "--config.train.seed=3", "--print_config")
+  assert out.returncode == 0, out.stderr
+  diffs = out.stdout.split("\n\n")[1].splitlines()
+  assert diffs[0].startswith("# configs/sasrec.py:sports: ")
+  for line in ("model.facet_heads: True -> False", "model.num_experts: 4 -> 1", "train.seed: 0 -> 3",
+               "data.name: 'synthetic' -> 'sports'"):
+    assert line in diffs
+  assert not any(line.startswith("model.num_heads") for line in diffs)  # SASRec keeps 2 on Sports.
