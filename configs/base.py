@@ -109,8 +109,8 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.train.log_every_steps = 50  # Progress-bar refresh.
   c.train.keep_checkpoints = 1  # Latest checkpoints kept (best kept apart).
   c.train.progress = True  # tqdm progress bars for epochs and steps.
-  # Stop, resumable, after this epoch (split a long run over sessions; the
-  # same command then resumes it); 0 = run to the end.
+  # Stop, resumable, after this epoch (split a long run into parts; the same
+  # command then resumes it); 0 = run to the end.
   c.train.stop_after_epoch = 0
 
   # ---------------------------------------------------------------- eval

@@ -42,7 +42,7 @@ def test_sasrec_config_is_the_dataset_config_with_a_plain_last_block(dataset):
   # SASRec's last LayerNorm starts at 1 (at 2 for SASRec+text on Beauty).
   assert sas.model.output_norm_scale == (2.0 if dataset == "beauty_text" else 1.0)
   # SASRec takes the dataset config's head count (on Beauty 4, tuned for both
-  # models since session 30).
+  # models; docs/findings.md#sasrec-heads).
   assert (sas.model.num_heads, base.model.num_heads) == ((4, 4) if dataset == "beauty" else
                                                          (base.model.num_heads,) * 2)
   sas.model.num_experts, sas.model.facet_heads = base.model.num_experts, base.model.facet_heads
@@ -54,7 +54,8 @@ def test_sasrec_sports_is_sports_at_width_128_and_rate_2_5e_4():
   # Sports SASRec and FAME without text both train at d 128 / lr 2.5e-4
   # (configs/sasrec.py and configs/sports.py evidence); SASRec resets the
   # last LayerNorm's initial scale that FAME's slice recipe raises to 4 (= H),
-  # and keeps 2 attention heads where FAME has 4 facet heads (session 30).
+  # and keeps 2 attention heads where FAME has 4 facet heads
+  # (docs/findings.md#sasrec-heads).
   sas, base = _load("configs/sasrec.py:sports"), _load("configs/sports.py")
   assert (sas.model.hidden_size, sas.train.learning_rate) == (128, 2.5e-4)
   assert (base.model.hidden_size, base.train.learning_rate) == (128, 2.5e-4)
