@@ -22,7 +22,7 @@ def get_config():
   c.data.attributes_path = f"{_ROOT}/Beauty_item2attributes.json"
   c.data.attribute_names_path = f"{_ROOT}/Beauty_attribute_names.tsv"
   c.model.hidden_size = 128  # Better for every Beauty model, SASRec too; docs/findings.md#width
-  c.model.num_heads = 4  # 4 facet heads beat 2 on every seed; docs/findings.md#facet-heads
+  c.model.num_heads = 4  # 4 facet heads beat 2 seed for seed; docs/findings.md#facet-heads
   c.model.facet_item_proj = "slice"  # Beats the learned W_f^h; docs/findings.md#slice-projection
   c.model.output_norm_scale = 4.0  # = H, undoes the gate's 1/H; docs/findings.md#output-norm-scale
   c.model.gate = "uniform"  # The learned gate collapses onto one head; docs/findings.md#uniform-gate

@@ -23,7 +23,7 @@ def get_config():
   c.data.max_len = 200  # Long MovieLens histories (SASRec uses 200).
   c.model.max_len = 200  # Position table covers the window.
   c.model.dropout = 0.2  # Protocol default for MovieLens; docs/findings.md#dropout
-  c.model.gate = "uniform"  # Beat the learned gate on every seed; docs/findings.md#uniform-gate
+  c.model.gate = "uniform"  # Beat the learned gate seed for seed; docs/findings.md#uniform-gate
   c.train.batch_size = 64  # 25 updates an epoch at 256 is too few; docs/findings.md#ml1m
   c.pretrain.facets = ("genres", "decade")  # FAME+ facets, one per head (configs/ml1m_text.py).
   return c
