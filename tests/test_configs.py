@@ -35,6 +35,14 @@ def test_config_loads_and_validates(path):
   assert config.model.max_len >= config.data.max_len
 
 
+def test_base_config_is_a_config_file():
+  # python train.py --config configs/base.py trains the neutral base as is.
+  config = _load("configs/base.py")
+  validate_config(config)
+  assert config.to_dict() == get_base_config().to_dict()
+  assert config.data.format == "synthetic"  # Needs no data files.
+
+
 @pytest.mark.parametrize("dataset", ["beauty", "ml1m", "tiny", "beauty_text"])
 def test_sasrec_config_is_the_dataset_config_with_a_plain_last_block(dataset):
   sas, base = _load(f"configs/sasrec.py:{dataset}"), _load(f"configs/{dataset}.py")
