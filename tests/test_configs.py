@@ -201,3 +201,17 @@ def test_config_assignments_change_something(path):
   # --config.pretrain.enabled=True.
   inactive = config_tools.inactive_keys(config)
   assert [k for k in keys if k in inactive and not k.startswith("pretrain.")] == [], path
+
+
+def test_config_links_name_existing_findings():
+  # Each setting's reason links a topic of docs/findings.md; the anchor must exist.
+  import re
+  with open(os.path.join(ROOT, "docs", "findings.md")) as f:
+    anchors = set(re.findall(r'<a id="([\w-]+)"></a>', f.read()))
+  links = {}
+  for path in CONFIGS + ["configs/base.py"]:
+    with open(os.path.join(ROOT, path)) as f:
+      for anchor in re.findall(r"docs/findings\.md#([\w-]+)", f.read()):
+        links.setdefault(anchor, []).append(path)
+  assert len(links) >= 10
+  assert {a: p for a, p in links.items() if a not in anchors} == {}
