@@ -1,87 +1,15 @@
 """Data: readers (one per format), preprocessing, split, synthetic world, tfds.
 
-The single entry point is :func:`load_dataset`, driven by the ``data`` section
-of a config (see ``configs/base.py``). tensorflow-datasets is imported only for
-``format="tfds"`` so that importing this package stays cheap.
+Entry points (in :mod:`fame_jax.data.loading`): :func:`load_dataset`, driven
+by the ``data`` section of a config (see ``configs/base.py``), and
+:func:`load_data`, which adds the leave-one-out split. tensorflow-datasets is
+imported only for ``format="tfds"`` so that importing this package stays cheap.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 from fame_jax.data.dataset import Dataset
 from fame_jax.data.errors import DataError
-from fame_jax.data import readers
-from fame_jax.data import preprocess as _preprocess  # Keep the module name free.
+from fame_jax.data.loading import FORMATS, load_data, load_dataset, read_raw
 
-FORMATS = ("synthetic", "s3rec", "movielens", "amazon", "recbole", "csv",
-           "tfds")
-
-__all__ = ["Dataset", "DataError", "FORMATS", "load_dataset", "read_raw"]
-
-
-def read_raw(data_cfg: Any) -> readers.Interactions:
-  """Reads the interactions and all metadata files named by ``data_cfg``.
-
-  Args:
-    data_cfg: the config's ``data`` section (``format``, ``path``,
-      ``metadata_path``, ``item_text_path``, ``item_text_id_field``,
-      ``attributes_path``, ``attribute_names_path``, ``name``). Relative paths
-      resolve against the current working directory.
-
-  Returns:
-    Raw interactions with metadata attached, before preprocessing.
-  """
-  fmt, path, name = data_cfg.format, data_cfg.path, data_cfg.name
-  if not path:
-    raise DataError("<config>", f"data.path is empty for format {fmt!r}")
-  meta = data_cfg.get("metadata_path", "")
-  if fmt == "s3rec":
-    inter = readers.read_s3rec(path, name)
-  elif fmt == "csv":
-    inter = readers.read_csv(path, name)
-  elif fmt == "movielens":
-    inter = readers.read_movielens(path, meta, name)
-  elif fmt == "amazon":
-    inter = readers.read_amazon(path, meta, name)
-  elif fmt == "recbole":
-    inter = readers.read_recbole(path, meta, name)
-  else:
-    raise ValueError(f"data.format must be one of {FORMATS}, got {fmt!r}")
-  if data_cfg.get("item_text_path", ""):
-    readers.add_item_text(inter, data_cfg.item_text_path,
-                          data_cfg.get("item_text_id_field", "item_id"))
-  if data_cfg.get("attributes_path", ""):
-    readers.add_attributes(inter, data_cfg.attributes_path,
-                           data_cfg.get("attribute_names_path", ""))
-  elif data_cfg.get("attribute_names_path", ""):
-    raise DataError(data_cfg.attribute_names_path,
-                    "attribute names given without data.attributes_path")
-  return inter
-
-
-def load_dataset(data_cfg: Any) -> Dataset:
-  """Loads the dataset described by a config's ``data`` section.
-
-  Dispatches on ``data_cfg.format``: "synthetic" generates the facet world
-  (``data_cfg.synthetic``); "tfds" reads a built tensorflow-datasets dataset
-  (``tfds_name``, ``tfds_data_dir``); the file formats are read by
-  :mod:`fame_jax.data.readers` and then preprocessed (time order, k-core with
-  ``data_cfg.kcore``, renumbering; see :mod:`fame_jax.data.preprocess`).
-
-  Raises:
-    DataError: bad input, naming the file, line and problem.
-    ValueError: unknown format.
-  """
-  fmt = data_cfg.format
-  if fmt == "synthetic":
-    from fame_jax.data.synthetic import generate_facet_world
-    ds = generate_facet_world(data_cfg.synthetic)
-    if data_cfg.get("name", ""):
-      ds.name = data_cfg.name
-    return ds
-  if fmt == "tfds":
-    from fame_jax.data.tfds_builders import load_tfds
-    return load_tfds(data_cfg.tfds_name, data_cfg.tfds_data_dir)
-  return _preprocess.preprocess(read_raw(data_cfg),
-                                kcore=int(data_cfg.get("kcore", 0)))
+__all__ = ["Dataset", "DataError", "FORMATS", "load_data", "load_dataset", "read_raw"]
