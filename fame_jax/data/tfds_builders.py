@@ -16,13 +16,27 @@ Layout of every builder (one config, version 1.0.0):
     item survive the round trip).
 
 Benchmarks are built from local files (they are licensed; nothing is
-downloaded)::
+downloaded), from the command line (no TensorFlow needed)::
 
-  tfds_builders.build("fame_beauty", data_dir="~/tfds",
-                      manual_dir="../shared/data/beauty")
+  python -m fame_jax.data.tfds_builders fame_beauty \
+      --manual_dir ../shared/data/beauty --data_dir ~/tfds
 
-and read back by ``load_dataset`` with ``format="tfds"``,
-``tfds_name="fame_beauty"``, ``tfds_data_dir="~/tfds"``.
+or from Python, ``tfds_builders.build("fame_beauty", data_dir="~/tfds",
+manual_dir="../shared/data/beauty")``, and read back by ``load_dataset`` with
+``format="tfds"``, ``tfds_name="fame_beauty"``, ``tfds_data_dir="~/tfds"``.
+
+Importing this module registers the builders with tfds under their names
+(``fame_beauty``, ``fame_sports``, ``fame_toys``, ``fame_ml1m``,
+``fame_synthetic``), which is how tfds's own command finds them::
+
+  tfds build fame_beauty --imports fame_jax.data.tfds_builders \
+      --manual_dir ../shared/data/beauty --data_dir ~/tfds
+
+(with tensorflow-datasets 4.9.10 the ``tfds`` command itself needs
+``tensorflow-cpu``, ``apache-beam`` and ``mlcroissant``, which it imports when
+it starts and fame_jax does not need; ``python -m`` above builds the same
+files without them). Builds default to ``array_record``, the random-access
+format :func:`load_tfds` reads.
 
 ``fame_synthetic`` takes its world through ``synthetic_cfg`` (default: the
 ``data.synthetic`` section of configs/base.py); a world with other settings
@@ -66,6 +80,12 @@ class _FameBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   VERSION = tfds.core.Version("1.0.0")
   RELEASE_NOTES = {"1.0.0": "Users and items splits, report as metadata."}
   MANUAL_DOWNLOAD_INSTRUCTIONS = _MANUAL
+
+  def __init__(self, *, file_format: str | None = None, **kwargs):
+    # load_tfds reads through tfds.data_source, which needs a random-access
+    # format; tfds's own default (tfrecord) is not one, so a plain
+    # `tfds build` without --file_format would make an unreadable dataset.
+    super().__init__(file_format=file_format or "array_record", **kwargs)
 
   # tfds locates a builder's source through importlib_resources, which is not
   # a dependency (and not needed offline); the class's file is the same path.
@@ -238,6 +258,25 @@ def build(name: str, data_dir: str, manual_dir: str = "",
   return pathlib.Path(builder.data_dir)
 
 
+def main(argv: list[str] | None = None) -> None:
+  """``python -m fame_jax.data.tfds_builders NAME --data_dir D [--manual_dir M]``."""
+  import argparse
+  parser = argparse.ArgumentParser(
+      prog="python -m fame_jax.data.tfds_builders",
+      description="Builds a fame_jax tfds dataset (array_record) into --data_dir.")
+  parser.add_argument("name", choices=sorted(_BENCHMARKS) + ["fame_synthetic"])
+  parser.add_argument("--data_dir", required=True, help="tfds data_dir to build into.")
+  parser.add_argument("--manual_dir", default="",
+                      help="Directory with the benchmark's files (e.g. ../shared/data/beauty); "
+                           "not used by fame_synthetic, which builds configs/base.py's world.")
+  args = parser.parse_args(argv)
+  tfds.disable_progress_bar()
+  try:
+    print(build(args.name, data_dir=args.data_dir, manual_dir=args.manual_dir))
+  except DataError as e:  # A missing or bad file: its one-line message, no traceback.
+    parser.exit(2, f"error: {e}\n")
+
+
 def _text(x: Any) -> str:
   return x.decode("utf-8") if isinstance(x, bytes) else str(x)
 
@@ -295,3 +334,7 @@ def load_tfds(name: str, data_dir: str) -> Dataset:
       report=list(meta["report"]),
       ground_truth=gt,
   )
+
+
+if __name__ == "__main__":
+  main()
