@@ -1,30 +1,60 @@
-"""Grid sweeps: one workdir per point, resumable, with a table and a plot.
+"""Batches of training runs: a grid of one config, or a list of runs over seeds.
+
+Grid mode, every point of the cartesian product of the ``--grid`` values::
 
   python -m fame_jax.sweep --config configs/tiny.py \
       --grid model.num_experts=1,2,4,8 --grid model.num_heads=1,2,4 \
       --workdir runs/sweep_tiny [--config.train.max_epochs=10 ...]
 
-Every point of the cartesian product of the ``--grid`` values trains in its
-own workdir ``<workdir>/<key=value,...>`` through
-:func:`fame_jax.training.loop.train_and_evaluate`, sequentially, in this
-process. Because that function resumes an interrupted workdir and skips a
-finished one, re-running the same command continues an interrupted sweep
-where it stopped. ``--config.*`` overrides apply to every point. At the end
-``sweep.csv``, ``sweep.md`` (a Markdown table) and ``sweep.png`` (validation
-and test NDCG@10 per point) are written to ``<workdir>``.
+trains each point in ``<workdir>/<key=value,...>``; ``--config.*`` overrides
+apply to every point. At the end ``sweep.csv``, ``sweep.md`` (a Markdown
+table) and ``sweep.png`` (validation and test NDCG@10 per point) are written
+to ``<workdir>``.
+
+List-of-runs mode, each run of a file at seeds ``0 .. N-1``::
+
+  python -m fame_jax.sweep --runs study.txt --seeds 3 --workdir runs/study
+
+The runs file has one run per line, ``NAME CONFIG [--config.key=value ...]``
+(shell quoting; ``#`` starts a comment; blank lines are skipped)::
+
+  sasrec      configs/sasrec.py:beauty
+  fame        configs/beauty.py
+  fame_gate   configs/beauty.py --config.model.gate=learned
+
+Run ``NAME`` at seed ``k`` (``train.seed = k``) trains in
+``<workdir>/<NAME>_seed<k>``, with a ``command.txt`` holding the equivalent
+``train.py`` command. ``runs.md`` and ``runs.csv`` in ``<workdir>`` give, per
+run, the mean ± std over its finished seeds of validation and test NDCG@10 and
+HR@10 and how many seeds finished; the std is the sample std (n - 1
+denominator), as docs/results.md reports seeds (``fame_jax.analysis.seeds``).
+A bad line stops the batch before anything trains, with ``FILE:LINE:`` and
+the problem on one line.
+
+Both modes train sequentially in this process through
+:func:`fame_jax.training.loop.train_and_evaluate`, which resumes an
+interrupted workdir and skips a finished one: re-running the same command
+continues a batch where it stopped.
 """
 
 from __future__ import annotations
 
+import ast
 import copy
 import csv
+import dataclasses
+import importlib.util
 import itertools
 import json
 import os
+import re
+import shlex
+import sys
 from typing import Any, Sequence
 
 import ml_collections
 
+from fame_jax.analysis.seeds import mean_std
 from fame_jax.training import loop
 from fame_jax.training.config_check import validate_config
 
@@ -33,20 +63,28 @@ _METRIC_COLUMNS = ("best_epoch", "valid/NDCG@10", "test/NDCG@10", "valid/HR@10",
                    "train_seconds")
 
 
-def _lookup(config: ml_collections.ConfigDict, key: str) -> Any:
+def _lookup(config: ml_collections.ConfigDict, key: str, flag: str = "--grid") -> Any:
   node = config
   parts = key.split(".")
   for i, p in enumerate(parts):
     if not isinstance(node, ml_collections.ConfigDict) or p not in node:
-      raise KeyError(f"--grid key {key!r} is not in the config (no field "
+      raise KeyError(f"{flag} key {key!r} is not in the config (no field "
                      f"{'.'.join(parts[:i + 1])!r})")
     node = node[p]
   if isinstance(node, ml_collections.ConfigDict):
-    raise KeyError(f"--grid key {key!r} names a config section, not a field")
+    raise KeyError(f"{flag} key {key!r} names a config section, not a field")
   return node
 
 
-def _parse_value(key: str, text: str, like: Any) -> Any:
+def _set_field(config: ml_collections.ConfigDict, key: str, value: Any) -> None:
+  *parents, leaf = key.split(".")
+  node = config
+  for p in parents:
+    node = node[p]
+  node[leaf] = value  # Existing field: allowed on a locked ConfigDict, type-checked.
+
+
+def _parse_value(key: str, text: str, like: Any, flag: str = "--grid") -> Any:
   """Parses ``text`` with the type of the config field's current value."""
   text = text.strip()
   if isinstance(like, bool):  # Before int: bool is an int subclass.
@@ -55,15 +93,23 @@ def _parse_value(key: str, text: str, like: Any) -> Any:
       return True
     if low in ("false", "0", "no"):
       return False
-    raise ValueError(f"--grid {key}: {text!r} is not a bool (true/false)")
+    raise ValueError(f"{flag} {key}: {text!r} is not a bool (true/false)")
+  if isinstance(like, (tuple, list)):  # e.g. pretrain.facets=('genres',)
+    try:
+      value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+      value = None
+    if not isinstance(value, (tuple, list)):
+      raise ValueError(f"{flag} {key}: {text!r} is not a tuple literal, e.g. ('a', 'b')")
+    return type(like)(value)
   for typ in (int, float, str):
     if isinstance(like, typ):
       try:
         return typ(text)
       except ValueError:
-        raise ValueError(f"--grid {key}: {text!r} is not a {typ.__name__}") from None
-  raise ValueError(f"--grid {key}: field of type {type(like).__name__} cannot be swept "
-                   "(only bool/int/float/str fields)")
+        raise ValueError(f"{flag} {key}: {text!r} is not a {typ.__name__}") from None
+  raise ValueError(f"{flag} {key}: field of type {type(like).__name__} cannot be set here "
+                   "(only bool/int/float/str/tuple fields)")
 
 
 def parse_grid(specs: Sequence[str], config: ml_collections.ConfigDict) -> list[tuple[str, list[Any]]]:
@@ -109,11 +155,7 @@ def point_config(config: ml_collections.ConfigDict, point: Sequence[tuple[str, A
   """A copy of ``config`` with the point's values set (types checked by ConfigDict)."""
   c = copy.deepcopy(config)
   for key, value in point:
-    *parents, leaf = key.split(".")
-    node = c
-    for p in parents:
-      node = node[p]
-    node[leaf] = value  # Existing field: allowed on a locked ConfigDict.
+    _set_field(c, key, value)
   return c
 
 
@@ -206,10 +248,200 @@ def _plot(rows: list[dict[str, Any]], path: str) -> None:
   plt.close(fig)
 
 
+# ---------------------------------------------------------------- list of runs
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+=-]*$")
+# Columns of runs.md / runs.csv after the run name: the metrics averaged over seeds.
+_RUN_METRICS = ("valid/NDCG@10", "test/NDCG@10", "valid/HR@10", "test/HR@10")
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+  """One line of a runs file: ``NAME CONFIG [--config.key=value ...]``."""
+  name: str
+  config_spec: str  # ``path.py`` or ``path.py:arg`` (get_config(arg)).
+  overrides: tuple[str, ...]  # As written, ``--config.key=value``.
+  config: ml_collections.ConfigDict  # Loaded, overridden, validated; train.seed not set yet.
+  where: str  # ``FILE:LINE``, for messages.
+
+
+def load_config_file(spec: str) -> ml_collections.ConfigDict:
+  """``get_config()`` (or ``get_config(arg)`` for ``path.py:arg``) of a config file.
+
+  Raises:
+    ValueError: the file does not exist or defines no ``get_config``.
+  """
+  path, _, arg = spec.partition(":")
+  if not os.path.isfile(path):
+    raise ValueError(f"config file {path!r} not found")
+  if os.getcwd() not in sys.path and "" not in sys.path:
+    sys.path.insert(0, os.getcwd())  # Config files import configs.base.
+  module_spec = importlib.util.spec_from_file_location(
+      "_sweep_config_" + re.sub(r"\W", "_", path), path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  if not hasattr(module, "get_config"):
+    raise ValueError(f"config file {path!r} defines no get_config()")
+  config = module.get_config(arg) if arg else module.get_config()
+  config.lock()  # As train.py's --config: a misspelt key cannot become a new field.
+  return config
+
+
+def _apply_override(config: ml_collections.ConfigDict, arg: str) -> None:
+  if not arg.startswith("--config.") or "=" not in arg:
+    raise ValueError(f"{arg!r} is not --config.key=value")
+  key, text = arg[len("--config."):].split("=", 1)
+  if key == "train.seed":
+    raise ValueError("train.seed is set by --seeds (runs use seeds 0 .. N-1)")
+  like = _lookup(config, key, flag="override")
+  _set_field(config, key, _parse_value(key, text, like, flag="override"))
+
+
+def parse_runs_file(path: str) -> list[Run]:
+  """Reads and checks a runs file; every config is loaded and validated.
+
+  Raises:
+    ValueError: one line, ``FILE:LINE: problem``, for the first bad line (a
+      missing config, an unknown key, a value of the wrong type, an invalid
+      combination, a repeated name), or for a file without runs.
+  """
+  if not os.path.isfile(path):
+    raise ValueError(f"{path}: runs file not found")
+  runs: list[Run] = []
+  seen: dict[str, str] = {}
+  with open(path) as f:
+    for n, line in enumerate(f, 1):
+      where = f"{path}:{n}"
+      try:
+        words = shlex.split(line, comments=True)
+      except ValueError as e:  # An unclosed quote.
+        raise ValueError(f"{where}: {e}") from None
+      if not words:
+        continue
+      if len(words) < 2:
+        raise ValueError(f"{where}: expected NAME CONFIG [--config.key=value ...], got {line.strip()!r}")
+      name, spec, overrides = words[0], words[1], tuple(words[2:])
+      if not _NAME.match(name):
+        raise ValueError(f"{where}: run name {name!r} may hold only letters, digits and _ . + = -")
+      if name in seen:
+        raise ValueError(f"{where}: run name {name!r} repeats {seen[name]}")
+      seen[name] = where
+      try:
+        config = load_config_file(spec)
+        for arg in overrides:
+          _apply_override(config, arg)
+        validate_config(config)
+      except (KeyError, ValueError, TypeError) as e:
+        problem = " ".join(part.strip() for part in str(e).strip('"').splitlines())  # One line.
+        raise ValueError(f"{where}: {name}: {problem}") from None
+      runs.append(Run(name, spec, overrides, config, where))
+  if not runs:
+    raise ValueError(f"{path}: no runs (lines NAME CONFIG [--config.key=value ...])")
+  return runs
+
+
+def seed_workdir(workdir: str, name: str, seed: int) -> str:
+  return os.path.join(workdir, f"{name}_seed{seed}")
+
+
+def train_command(run: Run, workdir: str, seed: int) -> str:
+  """The ``train.py`` command that trains the same run, shell-quoted."""
+  return shlex.join(["python", "train.py", "--config", run.config_spec, "--workdir", workdir,
+                     *run.overrides, f"--config.train.seed={seed}"])
+
+
+def run_list(runs: Sequence[Run], seeds: int, workdir: str) -> list[dict[str, Any]]:
+  """Trains every run at seeds ``0 .. seeds-1`` (skipping finished ones) and writes the table.
+
+  Args:
+    runs: from :func:`parse_runs_file`.
+    seeds: how many seeds per run (>= 1).
+    workdir: parent of the ``<name>_seed<k>`` workdirs; receives ``runs.md``
+      and ``runs.csv``.
+
+  Returns:
+    One row per run: ``run``, ``seeds`` (asked), ``finished`` (seeds whose
+    results have test metrics), ``per_seed`` (each seed's results dict, or
+    ``{"error": message}`` where training raised) and, per metric of
+    ``_RUN_METRICS``, the list of finished seeds' values.
+  """
+  if seeds < 1:
+    raise ValueError(f"--seeds {seeds}: must be >= 1")
+  os.makedirs(workdir, exist_ok=True)
+  rows = []
+  total = len(runs) * seeds
+  for i, run in enumerate(runs):
+    per_seed = []
+    for k in range(seeds):
+      wd = seed_workdir(workdir, run.name, k)
+      loop._log(f"[runs {i * seeds + k + 1}/{total}] {run.name} seed {k}")  # pylint: disable=protected-access
+      c = copy.deepcopy(run.config)
+      c.train.seed = k
+      os.makedirs(wd, exist_ok=True)
+      with open(os.path.join(wd, "command.txt"), "w") as f:
+        f.write(train_command(run, wd, k) + "\n")
+      try:
+        per_seed.append(loop.train_and_evaluate(c, wd))
+      except Exception as e:  # pylint: disable=broad-except
+        # One broken run (a missing stage-1 workdir, say) must not cost the
+        # rest of the batch; it counts as not finished and main() exits 1.
+        loop._log(f"[runs] {run.name} seed {k} failed: {type(e).__name__}: {e}")  # pylint: disable=protected-access
+        per_seed.append({"error": f"{type(e).__name__}: {e}"})
+    done = [r for r in per_seed if r.get("test/NDCG@10") is not None]
+    row: dict[str, Any] = {"run": run.name, "seeds": seeds, "finished": len(done), "per_seed": per_seed}
+    for m in _RUN_METRICS:
+      row[m] = [r[m] for r in done]
+    rows.append(row)
+  write_runs_table(rows, workdir)
+  return rows
+
+
+def write_runs_table(rows: Sequence[dict[str, Any]], workdir: str) -> None:
+  """``runs.md`` (mean ± sample std per run) and ``runs.csv`` (one line per run and seed)."""
+  cols = ["run", "seeds finished", *(m.replace("/", " ") for m in _RUN_METRICS)]
+  lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+  for r in rows:
+    lines.append(f"| {r['run']} | {r['finished']} of {r['seeds']} | " +
+                 " | ".join(mean_std(r[m]) for m in _RUN_METRICS) + " |")
+  note = ("\nMean ± sample standard deviation (n - 1 denominator) over the finished seeds; "
+          "one seed shows its value alone.\n")
+  with open(os.path.join(workdir, "runs.md"), "w") as f:
+    f.write("\n".join(lines) + "\n" + note)
+  with open(os.path.join(workdir, "runs.csv"), "w", newline="") as f:
+    w = csv.DictWriter(f, fieldnames=["run", "seed", "best_epoch", *_RUN_METRICS, "error"])
+    w.writeheader()
+    for r in rows:
+      for k, res in enumerate(r["per_seed"]):
+        w.writerow({"run": r["run"], "seed": k, "best_epoch": res.get("best_epoch", ""),
+                    **{m: res.get(m, "") for m in _RUN_METRICS}, "error": res.get("error", "")})
+
+
 def main(argv: Sequence[str]) -> None:
   del argv
   from absl import app
+  if _RUNS.value:
+    if _GRID.value or _CONFIG.value is not None:
+      raise app.UsageError("--runs takes its configs from the runs file: give no --config or --grid")
+    if _SEEDS.value < 1:
+      raise app.UsageError(f"--seeds {_SEEDS.value}: must be >= 1")
+    try:
+      runs = parse_runs_file(_RUNS.value)
+    except ValueError as e:
+      raise SystemExit(str(e)) from None  # FILE:LINE: problem, one line.
+    rows = run_list(runs, _SEEDS.value, _WORKDIR.value)
+    with open(os.path.join(_WORKDIR.value, "runs.md")) as f:
+      print(f.read())
+    failed = [f"{r['run']}_seed{k}" for r in rows for k, res in enumerate(r["per_seed"]) if "error" in res]
+    print(json.dumps({"runs": len(rows), "seeds": _SEEDS.value, "failed": failed,
+                      "workdir": os.path.abspath(_WORKDIR.value)}))
+    if failed:
+      raise SystemExit(f"{len(failed)} run(s) failed: {', '.join(failed)} (see the log above)")
+    return
   config = _CONFIG.value
+  if config is None:
+    raise app.UsageError("give --config with --grid, or --runs FILE")
+  if _SEEDS.value != 1:
+    raise app.UsageError("--seeds applies to --runs; a grid sets train.seed with --grid or --config")
   try:
     grid = parse_grid(_GRID.value or [], config)
   except (KeyError, ValueError) as e:
@@ -228,9 +460,11 @@ if __name__ == "__main__":
   from absl import app, flags
   from ml_collections import config_flags
 
-  _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (configs/*.py).",
+  _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (configs/*.py), grid mode.",
                                             lock_config=True)
   _GRID = flags.DEFINE_multi_string("grid", None, "key=v1,v2,... (repeat for a cartesian product).")
-  _WORKDIR = flags.DEFINE_string("workdir", None, "Sweep directory (one workdir per point).")
-  flags.mark_flags_as_required(["config", "workdir"])
+  _RUNS = flags.DEFINE_string("runs", None, "Runs file: one `NAME CONFIG [--config.key=value ...]` a line.")
+  _SEEDS = flags.DEFINE_integer("seeds", 1, "With --runs: train each run at seeds 0 .. N-1.")
+  _WORKDIR = flags.DEFINE_string("workdir", None, "Batch directory (one workdir per point or run).")
+  flags.mark_flags_as_required(["workdir"])
   app.run(main)

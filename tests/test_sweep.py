@@ -1,13 +1,21 @@
-"""Sweeps: grid parsing with config types, a two-point sweep, resume skips finished points."""
+"""Batches of runs: grid parsing with config types, grid and list-of-runs batches
+(with a stand-in trainer, so the table logic is checked exactly), runs-file
+errors with file and line, and one real tiny run through the command line."""
 
 import csv
+import json
 import os
+import subprocess
+import sys
 
+import numpy as np
 import pytest
 
 from configs import tiny
 from fame_jax import sweep
 from fame_jax.training import loop
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _config():
@@ -47,45 +55,136 @@ def test_invalid_point_fails_before_training(tmp_path, monkeypatch):
     sweep.run_sweep(_config(), grid, str(tmp_path))
 
 
-def test_two_point_sweep_writes_table_and_resumes(tmp_path, monkeypatch):
-  config = _config()
+def _fake_trainer(monkeypatch, unfinished=(), broken=()):
+  """Replaces training: metrics are a function of the config, so the tables can be checked
+  exactly. Workdirs named in ``unfinished`` return no test metrics (a stopped run), those
+  in ``broken`` raise."""
+  calls = []
+
+  def train(c, workdir):
+    calls.append((os.path.basename(workdir), c))
+    if os.path.basename(workdir) in broken:
+      raise FileNotFoundError("no stage-1 workdir")
+    v = 0.01 * c.model.num_experts + 0.001 * c.train.seed
+    res = {"best_epoch": 1 + c.train.seed, "valid/NDCG@10": v, "valid/HR@10": 2 * v,
+           "train_seconds": 1.5}
+    if os.path.basename(workdir) not in unfinished:
+      res.update({"test/NDCG@10": v / 2, "test/HR@10": v})
+    return res
+
+  monkeypatch.setattr(loop, "train_and_evaluate", train)
+  return calls
+
+
+def test_two_point_grid_writes_table(tmp_path, monkeypatch):
+  calls = _fake_trainer(monkeypatch)
   sweep_dir = str(tmp_path / "sweep")
-  grid = sweep.parse_grid(["model.num_experts=1,2"], config)
-  rows = sweep.run_sweep(config, grid, sweep_dir)
+  grid = sweep.parse_grid(["model.num_experts=1,2"], _config())
+  rows = sweep.run_sweep(_config(), grid, sweep_dir)
   names = ["model.num_experts=1", "model.num_experts=2"]
   assert [r["point"] for r in rows] == names
-  for r, e in zip(rows, (1, 2)):
-    assert r["model.num_experts"] == e
-    assert 0.0 < r["valid/NDCG@10"] <= 1.0 and 0.0 < r["test/HR@10"] <= 1.0
-    assert r["best_epoch"] in (1, 2) and r["train_seconds"] > 0
-  # Each point really trained with its value.
-  for name, e in zip(names, (1, 2)):
-    with open(os.path.join(sweep_dir, name, "config.json")) as f:
-      assert f'"num_experts": {e}' in f.read()
+  # Each point trained with its value, in its own workdir.
+  assert [(n, c.model.num_experts) for n, c in calls] == [(names[0], 1), (names[1], 2)]
+  assert [r["test/NDCG@10"] for r in rows] == [0.005, 0.01]
   with open(os.path.join(sweep_dir, "sweep.csv")) as f:
     table = list(csv.DictReader(f))
-  assert [t["point"] for t in table] == names
-  assert float(table[1]["test/NDCG@10"]) == pytest.approx(rows[1]["test/NDCG@10"])
+  assert [t["point"] for t in table] == names and float(table[1]["test/NDCG@10"]) == 0.01
   with open(os.path.join(sweep_dir, "sweep.md")) as f:
     md = f.read()
-  assert "| point | best epoch | valid NDCG@10 | test NDCG@10 |" in md and names[1] in md
+  assert "| point | best epoch | valid NDCG@10 | test NDCG@10 |" in md
+  assert "| model.num_experts=2 | 1 | 0.0200 | 0.0100 | 0.0400 | 0.0200 | 1.5000 |" in md
   assert os.path.getsize(os.path.join(sweep_dir, "sweep.png")) > 1000
-  print("\n" + md)
 
-  # Re-run: finished points are not retrained (metrics.jsonl untouched), and
-  # an unfinished point is (its results.json removed = interrupted).
-  mtimes = {n: os.path.getmtime(os.path.join(sweep_dir, n, "metrics.jsonl")) for n in names}
-  os.remove(os.path.join(sweep_dir, names[1], "results.json"))
-  calls = []
-  real = loop.train_and_evaluate
 
-  def spy(c, workdir):
-    calls.append(os.path.basename(workdir))
-    return real(c, workdir)
+def _runs_file(tmp_path, text):
+  path = tmp_path / "study.txt"
+  path.write_text(text)
+  return str(path)
 
-  monkeypatch.setattr(loop, "train_and_evaluate", spy)
-  again = sweep.run_sweep(config, grid, sweep_dir)
-  assert calls == names  # Called for both; the first returns at once.
-  assert os.path.getmtime(os.path.join(sweep_dir, names[0], "metrics.jsonl")) == mtimes[names[0]]
-  assert again[0] == rows[0]
-  assert again[1]["test/NDCG@10"] == pytest.approx(rows[1]["test/NDCG@10"], abs=1e-6)
+
+def test_run_list_aggregates_seeds_with_the_sample_std(tmp_path, monkeypatch):
+  calls = _fake_trainer(monkeypatch, unfinished={"e4_seed2"}, broken={"e4_seed0"})
+  path = _runs_file(tmp_path, "# two runs\n\n"
+                    "e2 configs/tiny.py --config.model.num_experts=2  # trailing comment\n"
+                    "e4 configs/tiny.py --config.model.num_experts=4 --config.model.gate=uniform\n")
+  runs = sweep.parse_runs_file(path)
+  assert [(r.name, r.where) for r in runs] == [("e2", f"{path}:3"), ("e4", f"{path}:4")]
+  workdir = str(tmp_path / "study")
+  rows = sweep.run_list(runs, 3, workdir)
+  assert [n for n, _ in calls] == [f"{r}_seed{k}" for r in ("e2", "e4") for k in range(3)]
+  assert [(c.train.seed, c.model.num_experts, c.model.gate) for _, c in calls[3:]] == [
+      (0, 4, "uniform"), (1, 4, "uniform"), (2, 4, "uniform")]
+  # Seed 0 of e4 raised (the batch went on), seed 2 stopped before its test.
+  assert [(r["run"], r["finished"], r["seeds"]) for r in rows] == [("e2", 3, 3), ("e4", 1, 3)]
+  assert rows[1]["per_seed"][0] == {"error": "FileNotFoundError: no stage-1 workdir"}
+  assert rows[1]["test/NDCG@10"] == pytest.approx([0.0205])
+  with open(os.path.join(workdir, "runs.md")) as f:
+    md = f.read().splitlines()
+  assert md[0] == "| run | seeds finished | valid NDCG@10 | test NDCG@10 | valid HR@10 | test HR@10 |"
+  v = [0.02, 0.021, 0.022]
+  assert md[2] == (f"| e2 | 3 of 3 | 0.0210 ± {np.std(v, ddof=1):.4f} | 0.0105 ± {np.std(v, ddof=1) / 2:.4f} "
+                   f"| 0.0420 ± {2 * np.std(v, ddof=1):.4f} | 0.0210 ± {np.std(v, ddof=1):.4f} |")
+  assert md[3] == "| e4 | 1 of 3 | 0.0410 | 0.0205 | 0.0820 | 0.0410 |"  # One seed: its value.
+  assert "sample standard deviation" in md[-1]
+  with open(os.path.join(workdir, "runs.csv")) as f:
+    per_seed = list(csv.DictReader(f))
+  assert len(per_seed) == 6 and per_seed[5]["test/NDCG@10"] == "" and per_seed[4]["seed"] == "1"
+  assert per_seed[3]["error"] == "FileNotFoundError: no stage-1 workdir"
+  with open(os.path.join(workdir, "e4_seed1", "command.txt")) as f:
+    assert f.read() == (f"python train.py --config configs/tiny.py --workdir {workdir}/e4_seed1 "
+                        "--config.model.num_experts=4 --config.model.gate=uniform "
+                        "--config.train.seed=1\n")
+
+
+@pytest.mark.parametrize("line,match", [
+    ("e2 configs/nothere.py", "e2: config file 'configs/nothere.py' not found"),
+    ("e2 configs/tiny.py --config.model.num_expertz=2", "e2: override key 'model.num_expertz'"),
+    ("e2 configs/tiny.py --config.model.num_experts=two", "e2: override model.num_experts: 'two' is not a int"),
+    ("e2 configs/tiny.py --config.model.num_heads=3", "e2: invalid config: config.model.hidden_size=16 must be divisible"),
+    ("e2 configs/tiny.py model.num_experts=2", "e2: 'model.num_experts=2' is not --config.key=value"),
+    ("e2 configs/tiny.py --config.train.seed=4", "train.seed is set by --seeds"),
+    ("e2", "expected NAME CONFIG"),
+    ("e/2 configs/tiny.py", "run name 'e/2' may hold only"),
+    ("e2 configs/tiny.py 'open", "No closing quotation"),
+    ("e1 configs/tiny.py", "run name 'e1' repeats"),
+])
+def test_runs_file_errors_name_file_and_line(tmp_path, monkeypatch, line, match):
+  monkeypatch.setattr(loop, "train_and_evaluate", lambda *a: pytest.fail("trained"))
+  path = _runs_file(tmp_path, f"e1 configs/tiny.py\n# comment\n{line}\n")
+  with pytest.raises(ValueError) as e:
+    sweep.parse_runs_file(path)
+  msg = str(e.value)
+  assert msg.startswith(f"{path}:3: ") and match in msg and "\n" not in msg
+
+
+def test_runs_file_without_runs(tmp_path):
+  with pytest.raises(ValueError, match="no runs"):
+    sweep.parse_runs_file(_runs_file(tmp_path, "# nothing\n\n"))
+  with pytest.raises(ValueError, match="runs file not found"):
+    sweep.parse_runs_file(str(tmp_path / "missing.txt"))
+
+
+def test_a_real_tiny_run(tmp_path):
+  # One epoch of the tiny config, really trained: the batch's row is that run's results.json.
+  path = _runs_file(tmp_path, "tiny configs/tiny.py --config.train.max_epochs=1 "
+                    "--config.train.eval_every_epochs=1 --config.data.synthetic.num_users=200\n")
+  workdir = tmp_path / "study"
+  rows = sweep.run_list(sweep.parse_runs_file(path), 1, str(workdir))
+  with open(workdir / "tiny_seed0" / "results.json") as f:
+    res = json.load(f)
+  assert 0.0 < res["test/NDCG@10"] <= 1.0 and res["best_epoch"] == 1
+  assert rows[0]["test/NDCG@10"] == [res["test/NDCG@10"]] and rows[0]["finished"] == 1
+  with open(workdir / "runs.md") as f:
+    assert f"| tiny | 1 of 1 | {res['valid/NDCG@10']:.4f} | {res['test/NDCG@10']:.4f} |" in f.read()
+
+
+def test_command_line_reports_a_bad_line_in_one_line(tmp_path):
+  env = dict(os.environ, FAME_JAX_HUGEPAGES="0", PYTHONPATH=ROOT)
+  bad = _runs_file(tmp_path, "# study\ntiny configs/tiny.py --config.model.nope=1\n")
+  got = subprocess.run([sys.executable, "-m", "fame_jax.sweep", "--runs", bad, "--seeds", "3",
+                        "--workdir", str(tmp_path / "w")], cwd=ROOT, env=env, capture_output=True,
+                       text=True)
+  assert got.returncode == 1
+  assert got.stderr.strip().splitlines() == [f"{bad}:2: tiny: override key 'model.nope' is not in the "
+                                             "config (no field 'model.nope')"]
+  assert not os.path.exists(tmp_path / "w")  # Nothing started.
