@@ -100,8 +100,9 @@ def bench_config(model: str):
 def describe(config) -> str:
   """The measured model's size and shape, read from its config (never a fixed label).
 
-  The variant switches (gate, facet_item_proj, head_ffn, ...) are named by
-  loop.model_variant, as in every results.json, under "model_variant".
+  The variant switches (gate, facet_item_proj, ...: the label options of
+  fame_jax.options) are named by loop.model_variant, as in every results.json,
+  under "model_variant".
   """
   m = config.model
   return (f"FAME d={m.hidden_size} H={m.num_heads} E={m.num_experts} L={config.data.max_len} "

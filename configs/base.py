@@ -52,41 +52,17 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.model.num_heads = 2  # H; d' = d / H.
   c.model.num_experts = 4  # E query experts per head (1 = no MoE).
   c.model.ffn_inner = 256  # Inner width of the trunk FFN (d -> inner -> d).
-  c.model.ffn_head_inner = 0  # FFN' inner width; 0 = d' (SPEC default).
   c.model.dropout = 0.5  # One rate for embedding, hidden and attention.
-  c.model.fame_dropout = -1.0  # Dropout inside the FAME block; <0 = dropout.
   c.model.facet_heads = True  # False = concat heads + W_O (SASRec last layer).
   c.model.facet_item_proj = "linear"  # "linear" (W_f^h) or "slice".
   # W_f^h init: "selector" (starts picking chunk h of the item embedding; learns
   # faster, docs/findings.md#selector-init) or "normal" N(0, 0.02) (the protocol default).
   c.model.facet_proj_init = "selector"
-  # Value of the selector entries of W_f^h (selector init and FAME+ hand-off).
-  # With H heads a near-uniform gate scales u by ~1/H; H undoes that at the start.
-  c.model.facet_proj_scale = 1.0
   # Initial scale of the LayerNorm that ends the last block (SASRec: ffn_norm;
   # FAME: head_ffn_norm, the F^h); u and the initial scores scale with it.
   c.model.output_norm_scale = 1.0
-  c.model.moe_residual = "slice"  # "slice" (X^h) or "key_proj" (X W_K^h).
   c.model.gate = "learned"  # "learned" softmax gate or "uniform" mean.
-  # How the heads' item scores combine (SPEC 3): "logits" = sum_h g_h s^h, one
-  # softmax (default); "probs" = sum_h g_h softmax(s^h), a mixture of per-head
-  # softmaxes (needs facet_heads=True; H softmaxes per target, ~H x loss cost).
-  c.model.mix = "logits"
   c.model.moe_all_layers = False  # True = MoE attention in every layer.
-  c.model.head_mix = False  # True = Linear(d, d) over the heads' attention outputs before FFN'.
-  # What makes the facet representations F^h: "head" (SPEC 2) = head-wise
-  # residual + LN(d') + FFN'(d') per head; "full" = the standard block (W_O,
-  # residual + LN(d), FFN d -> ffn_inner -> d, LN(d)) split into H chunks of d'.
-  # "dense" = the head-wise residual and LayerNorms of "head", but one FFN
-  # d -> ffn_head_inner -> d over the concatenated heads instead of FFN'
-  # (ffn_head_inner 0 = ffn_inner here). The last two are diagnostics
-  # outside the SPEC.
-  c.model.head_ffn = "head"
-  # Width of the two LayerNorms of the head-wise block (head_ffn="head"):
-  # "head" (SPEC 2) = LayerNorm over each head's d' (one set of d' weights
-  # shared by the heads); "full" = one LayerNorm over all d of the
-  # concatenated heads (weights of size d), FFN' still per head. Diagnostic.
-  c.model.head_norm = "head"
   c.model.layer_norm_eps = 1e-12  # LayerNorm epsilon (RecBole SASRec).
   c.model.init_std = 0.02  # N(0, std) for weights and embeddings.
   c.model.max_len = 50  # Rows of the position table; must be >= data.max_len.

@@ -104,9 +104,7 @@ def _make_chunk_fn(model: FAME, examples: str, facet_heads: bool, mask_history: 
       return jnp.take_along_axis(x, idx, axis=1)[:, 0]
 
     table = params["item_emb"]["embedding"]
-    log_gate = inter.get("log_gate")  # mix="probs" only.
-    scores = score_items(at_last(u), table,
-                         None if log_gate is None else at_last(log_gate))  # [B, N + 1], column 0 -inf.
+    scores = score_items(at_last(u), table)  # [B, N + 1], column 0 -inf.
     out = {"ranks": evaluation.compute_ranks(scores, targets, history, mask_history),
            "router": at_last(inter["router"])}
     # Top-k candidates are the ranking's candidates: pad and (when masking)

@@ -19,9 +19,6 @@ stay exact.
   memory is ``O(T x chunk)`` (plus the ``[N + 1, d]`` gradient that any
   implementation must return) instead of ``O(T x N)``.
 
-Both are a logsumexp over the catalog plus a gathered target logit, so the
-same two logsumexps also serve ``mix="probs"`` (a gated mixture of per-head
-softmaxes, :func:`mixture_ce`): one logsumexp per head.
 """
 
 from __future__ import annotations
@@ -31,6 +28,8 @@ from typing import Callable
 
 import jax
 import jax.numpy as jnp
+
+from fame_jax import options
 
 LossFn = Callable[[jax.Array, jax.Array, jax.Array, jax.Array], tuple[jax.Array, jax.Array]]
 
@@ -184,59 +183,20 @@ def chunked_ce(h: jax.Array, item_table: jax.Array, targets: jax.Array, weights:
   return _reduce(lse, _target_logits(h, item_table, targets), targets, weights)
 
 
-def mixture_ce(u: jax.Array, log_gate: jax.Array, item_table: jax.Array, targets: jax.Array,
-               weights: jax.Array, lse_fn: Callable[[jax.Array, jax.Array], jax.Array]
-               ) -> tuple[jax.Array, jax.Array]:
-  """CE of a gated mixture of per-head softmaxes (``model.mix = "probs"``).
-
-  ``loss_t = -log sum_h g_{t,h} softmax_{j in 1..N}(u^h_t . e_j)[y_t]
-  = -logsumexp_h(log g_{t,h} + u^h_t . e_{y_t} - lse^h_t)``.
-
-  Args:
-    u: ``[T, H, d]`` per-head user vectors.
-    log_gate: ``[T, H]`` log gate weights (each row's exp sums to 1).
-    item_table: ``[N + 1, d]``, row 0 = pad.
-    targets: ``[T]`` int32 in ``0..N`` (0 = no target).
-    weights: ``[T]`` float32.
-    lse_fn: ``lse(h [T', d], item_table) -> [T']``, :func:`dense_logsumexp`
-      or a partial of :func:`chunked_logsumexp`.
-
-  Returns:
-    ``(loss_sum, weight_sum)`` float32 scalars.
-  """
-  t, hh, d = u.shape
-  targets = targets.astype(jnp.int32)
-  flat = u.reshape(t * hh, d)
-  lse = lse_fn(flat, item_table).reshape(t, hh)
-  tgt = _target_logits(flat, item_table, jnp.repeat(targets, hh)).reshape(t, hh)
-  log_p = jax.nn.logsumexp(log_gate.astype(jnp.float32) + tgt - lse, axis=-1)  # [T]
-  return _reduce(jnp.zeros_like(log_p), log_p, targets, weights)
-
-
-def get_loss_fn(name: str, chunk_items: int = 8192, mix: str = "logits") -> LossFn:
+def get_loss_fn(name: str, chunk_items: int = 8192) -> LossFn:
   """Returns the CE implementation ``name`` (``"dense"`` or ``"chunked"``).
 
   Args:
-    name: implementation (``config.train.loss_impl``).
+    name: implementation (``config.train.loss_impl``, one of
+      ``options.choices("train.loss_impl")``).
     chunk_items: item tile for ``"chunked"`` (``config.train.loss_chunk_items``).
-    mix: ``config.model.mix``; ``"probs"`` returns :func:`mixture_ce` over
-      the same implementation.
 
   Returns:
-    ``ce(h, item_table, targets, weights) -> (loss_sum, weight_sum)``, or for
-    ``mix="probs"`` ``ce(u, log_gate, item_table, targets, weights)``.
+    ``ce(h, item_table, targets, weights) -> (loss_sum, weight_sum)``.
   """
+  options.check_choice("train.loss_impl", name)
   if name == "dense":
-    ce, lse_fn = dense_ce, dense_logsumexp
-  elif name == "chunked":
-    if chunk_items < 1:
-      raise ValueError(f"loss_chunk_items must be >= 1, got {chunk_items}")
-    ce = functools.partial(chunked_ce, chunk_items=int(chunk_items))
-    lse_fn = lambda h, table: chunked_logsumexp(h, table, _chunk_size(chunk_items, table))
-  else:
-    raise ValueError(f"loss_impl must be 'dense' or 'chunked', got {name!r}")
-  if mix == "logits":
-    return ce
-  if mix == "probs":
-    return functools.partial(mixture_ce, lse_fn=lse_fn)
-  raise ValueError(f"model.mix must be 'logits' or 'probs', got {mix!r}")
+    return dense_ce
+  if chunk_items < 1:
+    raise ValueError(f"loss_chunk_items must be >= 1, got {chunk_items}")
+  return functools.partial(chunked_ce, chunk_items=int(chunk_items))

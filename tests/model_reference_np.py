@@ -2,7 +2,7 @@
 
 Two independent forwards, both fed the weights pulled from the Flax params:
 
-* :func:`fame_scores_loop` -- a literal reading of SPEC sections 1-3 with
+* :func:`fame_scores_loop` -- a literal reading of docs/protocol.md §1-3 with
   explicit Python loops over rows, layers, heads, experts, positions and
   items. It returns the per-position item scores computed the per-head way,
   ``s_t(v) = sum_h g_{t,h} <F^h_t, x_v^h>``, never through the u-vector.
@@ -88,17 +88,16 @@ def attention_heads(x, p, seg, num_heads, num_experts, moe):
   """Per-head attention outputs for one row.
 
   ``moe=False``: standard attention with biases (one expert). ``moe=True``:
-  SPEC section 2 steps 1-3 (shared K/V, E query experts, dense router).
+  docs/protocol.md §2 steps 1-3 (shared K/V, E query experts, dense router).
 
   Returns:
-    ``(mix [L, H, d'], router [L, H, E], keys [L, H, d'])``.
+    ``(mix [L, H, d'], router [L, H, E])``.
   """
   length, d = x.shape
   dh = d // num_heads
   experts = num_experts if moe else 1
   mix = np.zeros((length, num_heads, dh))
   router = np.ones((length, num_heads, experts))
-  keys = np.zeros((length, num_heads, dh))
   for h in range(num_heads):
     if moe:
       kh = x @ p["key"]["kernel"][:, h, :]
@@ -106,7 +105,6 @@ def attention_heads(x, p, seg, num_heads, num_experts, moe):
     else:
       kh = x @ p["key"]["kernel"][:, h, :] + p["key"]["bias"][h]
       vh = x @ p["value"]["kernel"][:, h, :] + p["value"]["bias"][h]
-    keys[:, h] = kh
     f = []
     for n in range(experts):
       if moe:
@@ -123,13 +121,13 @@ def attention_heads(x, p, seg, num_heads, num_experts, moe):
       router[t, h] = beta
       for n in range(experts):
         mix[t, h] += beta[n] * f[n][t]
-  return mix, router, keys
+  return mix, router
 
 
 def transformer_block(x, p, seg, num_heads, num_experts, moe, eps):
   """Post-LN block (attention, W_O, residual+LN, FFN, residual+LN), one row."""
   length, d = x.shape
-  mix, _, _ = attention_heads(x, p["attention"], seg, num_heads, num_experts, moe)
+  mix, _ = attention_heads(x, p["attention"], seg, num_heads, num_experts, moe)
   y = np.zeros_like(x)
   for t in range(length):
     out = p["out"]["bias"].copy()
@@ -141,7 +139,7 @@ def transformer_block(x, p, seg, num_heads, num_experts, moe, eps):
 
 
 def fame_scores_loop(params, items, positions, segments, s):
-  """Per-position item scores of FAME by the per-head formula (SPEC 1-3).
+  """Per-position item scores of FAME by the per-head formula (docs/protocol.md §1-3).
 
   Args:
     params: Flax params (any array type).
@@ -150,8 +148,7 @@ def fame_scores_loop(params, items, positions, segments, s):
 
   Returns:
     ``(scores [B, L, N+1], gate [B, L, H], router [B, L, H, E])``; score
-    column 0 and pad rows are 0 (not compared). With ``s.mix="probs"`` the
-    scores are the log mixture probabilities ``log sum_h g_h softmax(s^h)``.
+    column 0 and pad rows are 0 (not compared).
   """
   p = to_numpy(params)
   items, positions, segments = (np.asarray(a) for a in (items, positions, segments))
@@ -167,38 +164,17 @@ def fame_scores_loop(params, items, positions, segments, s):
     x = embed(p, items[b], positions[b], seg, eps)
     for i in range(s.num_layers - 1):
       x = transformer_block(x, p[f"block_{i}"], seg, hh, ee, s.trunk_experts > 0, eps)
-    if s.head_ffn == "full":
-      # The standard block with MoE attention; F^h = chunk h of its output.
-      _, router, _ = attention_heads(x, fb["block"]["attention"], seg, hh, ee, moe=True)
-      routers[b] = router
-      full = transformer_block(x, fb["block"], seg, hh, ee, True, eps)
-    else:
-      mix, router, keys = attention_heads(x, fb["attention"], seg, hh, ee, moe=True)
-      routers[b] = router
-    if s.head_ffn != "full" and s.head_mix:
-      hm = fb["head_mix"]
-      mix = np.stack([(mix[t].reshape(-1) @ hm["kernel"] + hm["bias"]).reshape(hh, dh)
-                      for t in range(length)])
+    mix, router = attention_heads(x, fb["attention"], seg, hh, ee, moe=True)
+    routers[b] = router
     for t in range(length):
       if seg[t] == 0:
         continue
-      def split(z):
-        return [z[h * dh:(h + 1) * dh] for h in range(hh)]
-
-      def per_head(fn, parts, joint):
-        # Each head on its own (SPEC 2), or the heads concatenated (d wide).
-        return split(fn(np.concatenate(parts))) if joint else [fn(z) for z in parts]
-
-      if s.head_ffn == "full":
-        facets = split(full[t])
-      else:
-        joint = s.head_norm == "full"
-        xs = split(x[t]) if s.moe_residual == "slice" else list(keys[t])
-        r = per_head(lambda z: layer_norm(z, fb["residual_norm"], eps),
-                     [xs[h] + mix[t, h] for h in range(hh)], joint)
-        f = per_head(lambda z: ffn(z, fb["head_ffn"]), r, s.head_ffn == "dense")
-        facets = per_head(lambda z: layer_norm(z, fb["head_ffn_norm"], eps),
-                          [a + c for a, c in zip(r, f)], joint)
+      # Head h on its own: residual X^h (chunk h of the input) + LN(d'),
+      # FFN'(d' -> d' -> d'), LN(d'); the weights are shared by the heads.
+      facets = []
+      for h in range(hh):
+        r = layer_norm(x[t][h * dh:(h + 1) * dh] + mix[t, h], fb["residual_norm"], eps)
+        facets.append(layer_norm(r + ffn(r, fb["head_ffn"]), fb["head_ffn_norm"], eps))
       if s.gate == "learned":
         g = softmax(np.concatenate(facets) @ fb["gate"]["kernel"] + fb["gate"]["bias"])
       else:
@@ -212,11 +188,7 @@ def fame_scores_loop(params, items, positions, segments, s):
           else:
             xv = table[v][h * dh:(h + 1) * dh]
           head_scores[h, v] = facets[h] @ xv
-      if s.mix == "logits":  # sum_h g_h s^h_v, one softmax later.
-        scores[b, t, 1:] = sum(g[h] * head_scores[h, 1:] for h in range(hh))
-      else:  # log sum_h g_h softmax_v(s^h)_v: the mixture of per-head softmaxes.
-        probs = sum(g[h] * softmax(head_scores[h, 1:]) for h in range(hh))
-        scores[b, t, 1:] = np.log(probs)
+      scores[b, t, 1:] = sum(g[h] * head_scores[h, 1:] for h in range(hh))  # sum_h g_h s^h_v.
   return scores, gates, routers
 
 

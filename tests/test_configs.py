@@ -3,12 +3,14 @@
 import glob
 import json
 import os
+import re
 
 import pytest
 from absl import flags
 from ml_collections import config_flags
 
 from configs.base import get_base_config
+from fame_jax import options
 from fame_jax.training.config_check import ADDED_DEFAULTS, validate_config, with_added_defaults
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -103,104 +105,103 @@ def test_added_defaults_fill_old_configs_and_match_base():
   # The filled-in values are the base defaults, so an old run's config reads
   # as the model it was trained as; present keys are never overwritten.
   assert filled == base
-  assert "head_mix" not in old["model"]  # The input is not modified.
+  assert "output_norm_scale" not in old["model"]  # The input is not modified.
   changed = json.loads(json.dumps(base))
-  changed["model"]["head_mix"] = True
-  assert with_added_defaults(changed)["model"]["head_mix"] is True
+  changed["model"]["output_norm_scale"] = 2.0
+  assert with_added_defaults(changed)["model"]["output_norm_scale"] == 2.0
 
 
-def test_model_variant_names_sasrec_fame_and_head_mix():
+def _with_deleted(**model):
+  stored = json.loads(get_base_config().to_json_best_effort())
+  stored["model"].update(model)
+  return stored
+
+
+def test_deleted_options_at_their_no_op_value_are_ignored():
+  # A config.json written before the deletions holds every deleted key at
+  # its no-op value: it reads as the current base config.
+  base = json.loads(get_base_config().to_json_best_effort())
+  old = _with_deleted(**{k.split(".", 1)[1]: v for k, v in options.DELETED.items()})
+  assert old != base
+  assert with_added_defaults(old) == base
+  assert "head_mix" in old["model"]  # The input is not modified.
+
+
+@pytest.mark.parametrize("key,value", [
+    ("head_mix", True), ("head_ffn", "dense"), ("head_norm", "full"), ("ffn_head_inner", 256),
+    ("fame_dropout", 0.2), ("mix", "probs"), ("moe_residual", "key_proj"),
+    ("facet_proj_scale", 2.0)])
+def test_deleted_option_with_another_value_names_the_key_and_the_tag(key, value):
+  stored = _with_deleted(**{key: value})
+  with pytest.raises(ValueError, match=rf"model\.{key}=.*variant-study-archive"):
+    with_added_defaults(stored)
+  # The results tables still read such a run and list the setting as a difference.
+  assert with_added_defaults(stored, keep_deleted=True)["model"][key] == value
+
+
+def test_deleted_facet_head_option_is_inert_without_facet_heads():
+  # SASRec inherited the dataset config's facet_proj_scale but never read it.
+  sasrec = _with_deleted(facet_proj_scale=2.0, facet_heads=False, num_experts=1)
+  assert "facet_proj_scale" not in with_added_defaults(sasrec)["model"]
+  # The FAME-block dropout acted on SASRec's last block too.
+  with pytest.raises(ValueError, match="model.fame_dropout"):
+    with_added_defaults(_with_deleted(fame_dropout=0.2, facet_heads=False, num_experts=1))
+
+
+def test_option_schema_keys_are_base_config_keys():
+  keys = options.valid_keys(get_base_config())
+  assert "model.hidden_size" in keys and "train.seed" in keys and "data.synthetic.seed" in keys
+  assert list(keys) == sorted(keys) and len(keys) == len(set(keys))
+  for opt in options.OPTIONS:
+    assert opt.key in keys, opt.key
+  for dotted in options.DELETED:
+    assert dotted not in keys, dotted
+  # The base config's choice values are among the declared ones.
+  c = get_base_config()
+  for opt in options.OPTIONS:
+    if opt.choices is not None:
+      section, leaf = opt.key.split(".", 1)
+      assert c[section][leaf] in opt.choices, opt.key
+
+
+def test_shape_fields_and_label_come_from_the_schema():
+  from fame_jax.training import loop
+  assert loop._SHAPE_FIELDS == options.shape_keys()
+  assert {"model.hidden_size", "model.num_experts", "model.facet_heads", "model.gate",
+          "model.facet_item_proj", "model.max_len"} <= set(loop._SHAPE_FIELDS)
+  assert "model.facet_proj_init" not in loop._SHAPE_FIELDS  # Init only; shapes unchanged.
+
+
+def test_model_variant_names_sasrec_and_fame():
   from fame_jax.training.loop import model_variant
   m = get_base_config().model
-  assert model_variant(m).startswith("FAME (H=2, E=4")
-  assert "head_mix" not in model_variant(m)
-  m.head_mix = True
-  assert model_variant(m).endswith(", head_mix)")
-  m.head_mix, m.head_ffn = False, "full"
-  assert model_variant(m).endswith(", head_ffn=full)")
-  m.head_ffn = "dense"
-  assert model_variant(m).endswith(", head_ffn=dense)")
-  m.head_ffn = "head"
-  m.num_experts, m.facet_heads, m.head_mix = 1, False, False
+  assert model_variant(m) == ("FAME (H=2, E=4, facet_heads=True, gate=learned, "
+                              "facet_item_proj=linear)")
+  m.gate, m.num_heads = "uniform", 4
+  assert model_variant(m) == ("FAME (H=4, E=4, facet_heads=True, gate=uniform, "
+                              "facet_item_proj=linear)")
+  m.num_experts, m.facet_heads = 1, False
   assert model_variant(m).startswith("SASRec")
 
 
-@pytest.mark.parametrize("overrides,field", [
-    (dict(head_mix=True, facet_heads=False), "config.model.head_mix"),
-    (dict(facet_item_proj="dot"), "config.model.facet_item_proj"),
-    (dict(hidden_size=31), "config.model.hidden_size=31"),
-    (dict(facet_proj_scale=2.0, facet_proj_init="normal"), "config.model.facet_proj_scale"),  # No hand-off.
-    (dict(facet_proj_scale=2.0, facet_proj_init="selector", facet_item_proj="slice"),
-     "config.model.facet_proj_scale"),
-    (dict(facet_proj_scale=0.0, facet_proj_init="selector"), "config.model.facet_proj_scale"),
-    (dict(output_norm_scale=-1.0), "config.model.output_norm_scale"),
-    (dict(head_ffn="wide"), "config.model.head_ffn"),
-    (dict(head_ffn="full", facet_heads=False), "config.model.head_ffn='full' needs"),
-    (dict(head_ffn="full", head_mix=True), "config.model.head_mix=False"),
-    (dict(head_ffn="full", moe_residual="key_proj"), "config.model.moe_residual"),
-    (dict(head_ffn="full", ffn_head_inner=64), "config.model.ffn_head_inner=64"),
-    (dict(head_norm="d"), "config.model.head_norm"),
-    (dict(head_ffn="dense", facet_heads=False), "config.model.head_ffn='dense' needs"),
-    (dict(head_ffn="full", head_norm="full"), "config.model.head_norm='full'"),
+@pytest.mark.parametrize("section,key,value", [
+    ("model", "facet_item_proj", "dot"),
+    ("model", "facet_proj_init", "eye"),
+    ("model", "gate", "softmax"),
+    ("train", "examples", "last"),
+    ("train", "loss_impl", "sparse"),
+    ("pretrain", "schedule", "round_robin"),
+    ("model", "hidden_size", 31),
+    ("model", "output_norm_scale", -1.0),
+    ("model", "ffn_inner", 0),
 ])
-def test_validate_config_names_the_bad_field(overrides, field):
+def test_validate_config_names_the_bad_field(section, key, value):
   c = get_base_config()
-  for key, value in overrides.items():
-    setattr(c.model, key, value)
-  with pytest.raises(ValueError, match=field.replace(".", r"\.")):
+  c[section][key] = value
+  field = f"config.{section}.{key}={value!r}" if isinstance(value, str) else f"config.{section}.{key}"
+  with pytest.raises(ValueError, match=re.escape(field)):
     validate_config(c)
   validate_config(get_base_config())  # The base config itself passes.
-  ok = get_base_config()
-  ok.model.facet_proj_init, ok.model.facet_proj_scale = "selector", 2.0
-  validate_config(ok)
-
-
-def _assignments(path):
-  """The parent config a config file starts from and the dotted keys its
-  get_config assigns (``c.model.gate = ...`` -> ``model.gate``), one per assignment."""
-  import ast
-  with open(os.path.join(ROOT, path)) as f:
-    fn = next(n for n in ast.parse(f.read()).body if isinstance(n, ast.FunctionDef) and n.name == "get_config")
-  start = next(n.value.func for n in fn.body  # c = get_base_config() / c = beauty.get_config()
-               if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") == "c")
-  if isinstance(start, ast.Name):
-    parent = "configs/base.py"
-  else:  # sasrec.py imports the dataset config it is given: no fixed parent.
-    parent = f"configs/{start.value.id}.py" if isinstance(start.value, ast.Name) else None
-  keys = []
-  for node in ast.walk(fn):
-    targets = node.targets if isinstance(node, ast.Assign) else []
-    for target in targets:
-      parts = []
-      while isinstance(target, ast.Attribute):
-        parts.insert(0, target.attr)
-        target = target.value
-      if isinstance(target, ast.Name) and target.id == "c" and parts:
-        keys.append(".".join(parts))
-  return parent, keys
-
-
-@pytest.mark.parametrize("path", CONFIGS)
-def test_config_assigns_each_key_once(path):
-  _, keys = _assignments(path)
-  assert len(keys) > 1
-  assert sorted(k for k in set(keys) if keys.count(k) > 1) == [], f"{path} overwrites its own setting"
-
-
-@pytest.mark.parametrize("path", [p for p in CONFIGS if not p.endswith("sasrec.py")])
-def test_config_assignments_change_something(path):
-  from fame_jax import config_tools
-  parent_path, keys = _assignments(path)
-  parent = config_tools.flatten(get_base_config() if parent_path.endswith("base.py") else _load(parent_path))
-  config = _load(path)
-  resolved = config_tools.flatten(config)
-  # Equal to what the parent already gives: a no-op that reads like a choice.
-  assert [k for k in keys if resolved[k] == parent[k]] == [], path
-  # Read by nothing under the rest of the config. Stage-1 settings are the
-  # exception: they serve the FAME+ config that extends this one and
-  # --config.pretrain.enabled=True.
-  inactive = config_tools.inactive_keys(config)
-  assert [k for k in keys if k in inactive and not k.startswith("pretrain.")] == [], path
 
 
 def test_config_links_name_existing_findings():

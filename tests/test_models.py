@@ -7,15 +7,25 @@ initialisation itself run the real ``init`` once per config.
 """
 
 import functools
+import glob
+import json
+import os
+import re
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import pytest
 
 import model_reference_np as ref
+from fame_jax import options
 from fame_jax.models import FAME, count_params, extra_params_formula, model_settings, score_items
+from fame_jax.models import layers
 from fame_jax.models.fame import selector_init
+from fame_jax.training.config_check import with_added_defaults
+from fame_jax.training.loop import model_variant
 
 jax.config.update("jax_default_matmul_precision", "highest")
 
@@ -112,40 +122,6 @@ def test_optional_fame_params_absent(overrides, absent):
   assert absent not in params["fame_block"]
 
 
-def test_dense_head_ffn_and_full_head_norm_param_shapes():
-  # head_ffn="dense": one FFN over all d, ffn_inner wide unless ffn_head_inner
-  # says otherwise; head_norm="full": the two LayerNorms are d wide.
-  block = _shapes(ref.small_model_config(head_ffn="dense"))[1]["fame_block"]
-  assert _shape_tree(block["head_ffn"]["dense_in"])["kernel"] == (16, 24)
-  assert _shape_tree(block["head_ffn"]["dense_out"])["kernel"] == (24, 16)
-  assert _shape_tree(block["residual_norm"])["scale"] == (8,)
-  block = _shapes(ref.small_model_config(head_ffn="dense", ffn_head_inner=40,
-                                         head_norm="full"))[1]["fame_block"]
-  assert _shape_tree(block["head_ffn"]["dense_in"])["kernel"] == (16, 40)
-  assert _shape_tree(block["residual_norm"])["scale"] == (16,)
-  assert _shape_tree(block["head_ffn_norm"])["scale"] == (16,)
-
-
-def test_head_mix_param_is_a_d_by_d_linear_and_changes_the_output():
-  _, params = _shapes(ref.small_model_config(head_mix=True))
-  assert _shape_tree(params["fame_block"]["head_mix"]) == {"kernel": (16, 16), "bias": (16,)}
-  assert "head_mix" not in _shapes(ref.small_model_config())[1]["fame_block"]
-  # With the mixing Linear set to the identity the block is the unmixed one;
-  # any other mixing changes u (so the option is really wired in).
-  model_mix, rand = _random_model(head_mix=True)
-  model_plain = FAME(cfg=ref.small_model_config(), num_items=N)
-  batch = ref.mixed_batch()
-  plain = jax.tree.map(lambda a: a, rand)
-  del plain["fame_block"]["head_mix"]
-  ident = jax.tree.map(lambda a: a, rand)
-  ident["fame_block"]["head_mix"] = {"kernel": jnp.eye(16), "bias": jnp.zeros(16)}
-  u_plain, _ = _apply(model_plain, plain, *batch, train=False)
-  u_ident, _ = _apply(model_mix, ident, *batch, train=False)
-  u_mix, _ = _apply(model_mix, rand, *batch, train=False)
-  np.testing.assert_allclose(u_ident, u_plain, rtol=1e-6, atol=1e-6)
-  assert np.abs(np.asarray(u_mix) - np.asarray(u_plain)).max() > 1e-3
-
-
 def test_one_expert_has_no_router_param():
   _, params = _shapes(ref.small_model_config(num_experts=1))
   assert "router" not in params["fame_block"]["attention"]
@@ -154,20 +130,12 @@ def test_one_expert_has_no_router_param():
 @pytest.mark.parametrize("overrides", [
     dict(),
     dict(facet_item_proj="slice", gate="uniform"),
-    dict(ffn_head_inner=40, moe_residual="key_proj"),
     dict(num_experts=1),
     dict(moe_all_layers=True, num_layers=3),
     dict(facet_heads=False),
     dict(facet_heads=False, moe_all_layers=True),
     dict(num_heads=4, num_experts=2, num_layers=1),
-    dict(head_mix=True),
-    dict(head_ffn="full"),
-    dict(head_ffn="full", num_experts=1, gate="uniform"),
-    dict(head_ffn="full", facet_item_proj="slice", moe_all_layers=True, num_layers=3),
-    dict(head_norm="full", ffn_head_inner=40),
-    dict(head_ffn="dense"),
-    dict(head_ffn="dense", head_norm="full", head_mix=True),
-    dict(head_ffn="dense", ffn_head_inner=16),
+    dict(num_experts=1, facet_item_proj="slice", gate="uniform", moe_all_layers=True),
 ])
 def test_counted_difference_equals_extra_params_formula(overrides):
   fame_cfg = ref.small_model_config(**overrides)
@@ -221,7 +189,6 @@ def test_init_values():
     (dict(num_experts=1, facet_heads=False), ("fame_block", "ffn_norm")),
     # A uniform gate: the learned one reads F^h, so it would change with the scale.
     (dict(gate="uniform"), ("fame_block", "head_ffn_norm")),
-    (dict(gate="uniform", head_norm="full"), ("fame_block", "head_ffn_norm")),
 ])
 def test_output_norm_scale_sets_only_the_last_norm_and_scales_u(overrides, norm):
   cfg1 = ref.small_model_config(**overrides)
@@ -262,14 +229,6 @@ def test_selector_init_picks_chunks_and_starts_linear_equal_to_slice():
   u_lin, _ = _apply(model_lin, rand, *batch, train=False)
   u_slice, _ = _apply(model_slice, sliced, *batch, train=False)
   np.testing.assert_allclose(u_lin, u_slice, rtol=1e-6, atol=1e-6)
-  # facet_proj_scale a: the selector entries are a, so u is a times the slice u.
-  model_scaled, _ = _random_model(facet_proj_init="selector", facet_proj_scale=2.0)
-  w2 = np.asarray(_init(ref.small_model_config(facet_proj_init="selector",
-                                               facet_proj_scale=2.0))[1]["fame_block"]["facet_proj"])
-  np.testing.assert_array_equal(w2, 2.0 * w)
-  rand["fame_block"]["facet_proj"] = jnp.asarray(w2)
-  u_scaled, _ = _apply(model_scaled, rand, *batch, train=False)
-  np.testing.assert_allclose(u_scaled, 2.0 * np.asarray(u_slice), rtol=1e-6, atol=1e-6)
 
 
 # ---------------------------------------------------------------- masking
@@ -342,10 +301,9 @@ def test_packed_row_equals_separate_rows(overrides):
 
 
 @pytest.mark.parametrize("overrides", [
-    dict(), dict(num_experts=1, facet_heads=False), dict(moe_residual="key_proj"),
-    dict(facet_item_proj="slice"), dict(num_experts=1), dict(gate="uniform"),
-    dict(facet_heads=False), dict(moe_all_layers=True), dict(num_heads=1), dict(head_mix=True),
-    dict(head_ffn="full"), dict(head_norm="full"), dict(head_ffn="dense")])
+    dict(), dict(num_experts=1, facet_heads=False), dict(facet_item_proj="slice"),
+    dict(num_experts=1), dict(gate="uniform"), dict(facet_heads=False),
+    dict(moe_all_layers=True), dict(num_heads=1)])
 def test_query_index_equals_that_row_of_the_full_model(overrides):
   # The evaluation fast path: the last block computed at one row per
   # sequence must give that row of the full computation, for every block kind.
@@ -432,19 +390,15 @@ def test_dropout_only_in_train_mode():
   np.testing.assert_allclose(tr0, eval1, rtol=1e-6, atol=1e-6)
 
 
-def test_fame_dropout_resolves_and_overrides():
-  assert model_settings(ref.small_model_config(dropout=0.3)).fame_dropout == 0.3
-  assert model_settings(ref.small_model_config(fame_dropout=0.1)).fame_dropout == 0.1
-  assert model_settings(ref.small_model_config()).ffn_head_inner == 8  # 0 = d'.
-  # fame_dropout = 0 with trunk dropout on: the FAME block is deterministic,
-  # so with a one-layer model (no trunk) train equals eval up to the
-  # embedding dropout, which we also switch off.
-  model, params = _random_model(num_layers=1, dropout=0.0, fame_dropout=0.0)
+def test_fame_block_dropout_is_model_dropout():
+  # The FAME block's dropout is model.dropout: with a one-layer model (no
+  # trunk) and a rate of 0, train equals eval; at any other rate it does not.
+  model, params = _random_model(num_layers=1, dropout=0.0)
   batch = ref.mixed_batch()
   ev, _ = _apply(model, params, *batch, train=False)
   tr, _ = _apply(model, params, *batch, train=True, rngs={"dropout": _key(1)})
   np.testing.assert_allclose(tr, ev, rtol=1e-6, atol=1e-6)
-  model_on, _ = _random_model(num_layers=1, dropout=0.0, fame_dropout=0.5)
+  model_on, _ = _random_model(num_layers=1, dropout=0.3)
   tr_on, _ = _apply(model_on, params, *batch, train=True, rngs={"dropout": _key(1)})
   assert np.abs(np.asarray(tr_on - ev)).max() > 1e-3
 
@@ -453,12 +407,20 @@ def test_fame_dropout_resolves_and_overrides():
 
 
 @pytest.mark.parametrize("overrides", [
-    dict(hidden_size=15), dict(facet_item_proj="linar"), dict(moe_residual="keys"),
-    dict(gate="softmax"), dict(facet_proj_init="eye"), dict(num_experts=0),
+    dict(hidden_size=15), dict(facet_item_proj="linar"), dict(gate="softmax"),
+    dict(facet_proj_init="eye"), dict(num_experts=0),
 ])
 def test_invalid_config_raises(overrides):
   with pytest.raises(ValueError, match="model"):
     model_settings(ref.small_model_config(**overrides))
+
+
+def test_choice_errors_come_from_the_option_schema():
+  # The model checks choices against fame_jax.options, the list validation
+  # reads too: the message names the key and the schema's allowed values.
+  with pytest.raises(ValueError, match=re.escape(
+      f"config.model.gate='softmax': must be one of {options.choices('model.gate')}")):
+    model_settings(ref.small_model_config(gate="softmax"))
 
 
 def test_sequence_longer_than_position_table_raises():
@@ -466,3 +428,100 @@ def test_sequence_longer_than_position_table_raises():
   with pytest.raises(ValueError, match="max_len"):
     jax.eval_shape(functools.partial(model.init, train=False),
                    {"params": jax.random.key(0)}, *ref.mixed_batch())
+
+
+# ---------------------------------------------------------------- one attention module
+
+
+class _OldMultiHeadAttention(nn.Module):
+  """SASRec's attention as fame_jax had it before it became the ``E = 1``
+  case of :class:`layers.MoEAttention` (code kept by the git tag
+  ``variant-study-archive``): Q, K, V with biases, no expert axis."""
+  num_heads: int
+
+  @nn.compact
+  def __call__(self, x, mask):
+    d = x.shape[-1]
+    dh = d // self.num_heads
+    proj = lambda name: nn.DenseGeneral((self.num_heads, dh), name=name)  # noqa: E731
+    q, k, v = proj("query")(x), proj("key")(x), proj("value")(x)
+    logits = jnp.einsum("bqhk,bshk->bhqs", q, k) / jnp.sqrt(dh).astype(x.dtype)
+    probs = layers.masked_softmax(logits, mask[:, None])
+    return jnp.einsum("bhqs,bshk->bqhk", probs, v)
+
+
+def test_sasrec_attention_is_the_one_expert_moe_attention():
+  x = jnp.asarray(np.random.default_rng(0).normal(size=(4, 6, 16)), jnp.float32)
+  mask = layers.attention_mask(jnp.asarray(ref.mixed_batch()[2]))
+  sasrec = layers.MoEAttention(2, 1, 0.0, 0.02, sasrec=True)
+  shapes = jax.eval_shape(functools.partial(sasrec.init, train=False), jax.random.key(0), x, mask)
+  params = ref.randomize(shapes["params"], seed=2)
+  # The same parameter tree (names and shapes) as the old module: SASRec
+  # checkpoints still load.
+  old_shapes = jax.eval_shape(_OldMultiHeadAttention(2).init, jax.random.key(0), x, mask)
+  assert _shape_tree(params) == _shape_tree(old_shapes["params"])
+  heads, router = sasrec.apply({"params": params}, x, mask, False)
+  want = _OldMultiHeadAttention(2).apply({"params": params}, x, mask)
+  np.testing.assert_allclose(heads, want, rtol=1e-6, atol=1e-6)
+  np.testing.assert_array_equal(router, 1.0)
+  # The FAME layout at E = 1 (no biases, query [d, H, 1, d']) computes the
+  # same thing as SASRec's layout with zero biases.
+  moe = layers.MoEAttention(2, 1, 0.0, 0.02)
+  moe_params = {name: {"kernel": params[name]["kernel"]} for name in ("key", "value")}
+  moe_params["query"] = {"kernel": params["query"]["kernel"][:, :, None, :]}
+  assert _shape_tree(moe_params) == _shape_tree(
+      jax.eval_shape(functools.partial(moe.init, train=False), jax.random.key(0), x, mask)["params"])
+  no_bias = jax.tree.map(lambda a: a, params)
+  for name in ("query", "key", "value"):
+    no_bias[name]["bias"] = jnp.zeros_like(params[name]["bias"])
+  np.testing.assert_allclose(moe.apply({"params": moe_params}, x, mask, False)[0],
+                             _OldMultiHeadAttention(2).apply({"params": no_bias}, x, mask),
+                             rtol=1e-6, atol=1e-6)
+  # Control: the biases matter, so the first comparison could fail.
+  assert np.abs(np.asarray(want) - np.asarray(
+      _OldMultiHeadAttention(2).apply({"params": no_bias}, x, mask))).max() > 1e-3
+  with pytest.raises(ValueError, match="num_experts=2"):
+    layers.MoEAttention(2, 2, 0.0, 0.02, sasrec=True).init(jax.random.key(0), x, mask, False)
+
+
+# ---------------------------------------------------------------- committed runs
+
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Items of each dataset after preprocessing (docs/protocol.md §6).
+_DATASET_ITEMS = {"beauty": 12101, "sports": 18357, "ml1m": 3416}
+
+
+def test_committed_runs_rebuild_with_their_parameter_counts_and_labels():
+  # Every committed run whose stored config the code can still build (the
+  # others set a deleted option and are refused, tests/test_configs.py):
+  # the model its config.json builds has exactly the results.json parameter
+  # count, and model_variant gives the label it was stored with. So the
+  # deletions and the attention merge left the trained models' parameter
+  # trees, and their checkpoints, as they were.
+  groups: dict[str, list[tuple[str, dict]]] = {}
+  for path in sorted(glob.glob(os.path.join(_ROOT, "results", "*", "*", "config.json")) +
+                     glob.glob(os.path.join(_ROOT, "results", "*", "gpu_h200", "*", "config.json"))):
+    run = os.path.dirname(path)
+    with open(path) as f:
+      stored = json.load(f)
+    try:
+      stored = with_added_defaults(stored)
+    except ValueError:
+      continue
+    with open(os.path.join(run, "results.json")) as f:
+      groups.setdefault(json.dumps(stored["model"], sort_keys=True), []).append(
+          (stored["data"]["name"], json.load(f)))
+  assert sum(len(runs) for runs in groups.values()) >= 100
+  x = jnp.zeros((1, 2), jnp.int32)
+  for key, runs in groups.items():
+    cfg = ml_collections.ConfigDict(json.loads(key))
+    counts = {}  # One model per config and dataset: the other seeds share it.
+    for dataset, results in runs:
+      if dataset not in counts:
+        model = FAME(cfg=cfg, num_items=_DATASET_ITEMS[dataset])
+        shapes = jax.eval_shape(functools.partial(model.init, train=False), jax.random.key(0),
+                                x, x, x + 1)
+        counts[dataset] = count_params(shapes["params"])
+      assert counts[dataset] == results["num_params"], (dataset, key)
+      if "model_variant" in results:
+        assert model_variant(cfg) == results["model_variant"]

@@ -192,25 +192,32 @@ def test_evaluate_reproduces_results_and_rejects_mismatched_config(tiny_run):
     loop.evaluate_workdir(_config(**{"data.synthetic.num_items": 150}), workdir, "test")
 
 
-def test_workdir_from_before_an_added_config_key_still_resumes_and_evaluates(tiny_run):
-  # A config.json written before model.head_mix existed lacks the key; it
-  # means the default, so evaluation and resumption must accept it.
+def test_workdir_from_before_an_added_or_deleted_config_key_still_resumes_and_evaluates(tiny_run):
+  # A config.json written before model.output_norm_scale existed lacks the
+  # key (it means the default), and one written before the diagnostic options
+  # were deleted holds them at their no-op values: evaluation and resumption
+  # accept both. A deleted option at another value is refused, naming the git
+  # tag that keeps its code.
   config, workdir, results = tiny_run
   path = os.path.join(workdir, "config.json")
   with open(path) as f:
     original = f.read()
   stored = json.loads(original)
-  del stored["model"]["head_mix"]
+  del stored["model"]["output_norm_scale"]
+  stored["model"].update(head_mix=False, mix="logits", facet_proj_scale=1.0, fame_dropout=-1.0)
   try:
     with open(path, "w") as f:
       json.dump(stored, f)
     test = loop.evaluate_workdir(config, workdir, "test")
     assert test["test/NDCG@10"] == pytest.approx(results["test/NDCG@10"], abs=1e-7)
     loop._prepare_workdir(config, workdir)  # The resume check: accepted, no ValueError.
+    stored["model"]["head_mix"] = True
     with open(path, "w") as f:
       json.dump(stored, f)
-    with pytest.raises(ValueError, match="(?s)does not fit.*model.head_mix"):
-      loop.evaluate_workdir(_config(**{"model.head_mix": True}), workdir, "test")
+    with pytest.raises(ValueError, match="(?s)model.head_mix=True.*variant-study-archive"):
+      loop.evaluate_workdir(config, workdir, "test")
+    with pytest.raises(ValueError, match="(?s)model.head_mix=True.*variant-study-archive"):
+      loop._prepare_workdir(config, workdir)
   finally:
     with open(path, "w") as f:
       f.write(original)
@@ -454,48 +461,3 @@ def test_device_memory_peak_mb_reads_accelerator_stats():
   devs = [_Dev({"peak_bytes_in_use": 3 * 2**20}), _Dev({"peak_bytes_in_use": 5 * 2**20 + 2**19}),
           _Dev({"bytes_in_use": 7})]
   assert parallel.device_memory_peak_mb(devs) == 5.5
-
-
-@pytest.mark.parametrize("examples,loss_impl", [("all_positions", "dense"),
-                                                ("prefix_last", "chunked")])
-def test_mix_probs_training_loss_is_the_mixture_nll_of_the_scores(examples, loss_impl):
-  """With model.mix="probs" the training loss is -log of the probability that
-  the evaluator's scores (score_items, checked against a literal reference in
-  test_model_reference.py) give the target: training and ranking agree."""
-  config = _config(**{"model.mix": "probs", "model.dropout": 0.0, "train.examples": examples,
-                      "train.loss_impl": loss_impl, "train.loss_chunk_items": 37})
-  dataset, split, mesh, model, state = _model_state_batches(config)
-  batcher = batching.make_batcher(split.train, examples=examples, max_len=config.data.max_len,
-                                  batch_size=32, packing=examples == "all_positions")
-  batch = next(b for b in batcher.epoch(0, 1) if b["items"].shape[1] > 2)
-  loss, (loss_sum, weight_sum) = steps_lib.make_loss_fn(model, config)(
-      state.params, {k: jnp.asarray(v) for k, v in batch.items()}, jax.random.key(0))
-  u, inter = model.apply({"params": state.params}, batch["items"], batch["positions"],
-                         batch["segments"], train=False)
-  log_p = np.asarray(score_items(u, state.params["item_emb"]["embedding"], inter["log_gate"]))
-  tgt, w = batch["targets"], batch["weights"] * (batch["targets"] > 0)
-  if examples == "prefix_last":
-    w = w * (np.arange(w.shape[1]) == w.shape[1] - 1)
-  nll = -np.take_along_axis(log_p, tgt[..., None], axis=-1)[..., 0]
-  nll = np.where(w > 0, nll, 0.0)  # Pad targets read the pad column (-inf).
-  want = np.sum(w * nll) / w.sum()
-  assert float(weight_sum) == pytest.approx(float(w.sum()))
-  assert float(loss) == pytest.approx(want, rel=1e-5)
-
-
-def test_mix_probs_run_learns_and_evaluates(tmp_path):
-  config = _config(**{"model.mix": "probs", "train.max_epochs": 10})
-  results = loop.train_and_evaluate(config, str(tmp_path / "probs"))
-  rows = _metrics_rows(str(tmp_path / "probs"))
-  assert rows[-1]["loss"] < rows[0]["loss"] - 0.3
-  dataset = _assert_beats_popularity(config, results)
-  with pytest.raises(ValueError, match="mix='logits'"):
-    steps_lib.make_user_vector_fn(loop.FAME(cfg=config.model, num_items=dataset.num_items),
-                                  "all_positions")
-
-
-def test_mix_probs_needs_facet_heads():
-  with pytest.raises(ValueError, match="model.mix='probs' needs"):
-    loop.validate_config(_config(**{"model.mix": "probs", "model.facet_heads": False}))
-  with pytest.raises(ValueError, match="model.mix='sum'"):
-    loop.validate_config(_config(**{"model.mix": "sum"}))

@@ -39,6 +39,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from fame_jax import options
+
 Batch = dict[str, np.ndarray]
 
 
@@ -256,14 +258,12 @@ class PrefixLastBatcher:
 def make_batcher(train: list[np.ndarray], *, examples: str, max_len: int, batch_size: int,
                  packing: bool, row_multiple: int = 1):
   """The batcher for ``train.examples`` (``all_positions`` or ``prefix_last``)."""
-  if examples == "all_positions":
-    if not packing and batch_size % row_multiple:
-      raise ValueError(
-          f"train.batch_size={batch_size} is not divisible by the {row_multiple} devices")
-    return AllPositionsBatcher(train, max_len, batch_size, packing, row_multiple)
-  if examples == "prefix_last":
+  if options.check_choice("train.examples", examples) == "prefix_last":
     return PrefixLastBatcher(train, max_len, batch_size, row_multiple)
-  raise ValueError(f"train.examples must be 'all_positions' or 'prefix_last', got {examples!r}")
+  if not packing and batch_size % row_multiple:
+    raise ValueError(
+        f"train.batch_size={batch_size} is not divisible by the {row_multiple} devices")
+  return AllPositionsBatcher(train, max_len, batch_size, packing, row_multiple)
 
 
 def eval_inputs(histories: list[np.ndarray], max_len: int, left_pad: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -112,77 +112,38 @@ class FeedForward(nn.Module):
     return nn.Dense(width, kernel_init=normal_init(self.init_std), name="dense_out")(gelu(h))
 
 
-class MultiHeadAttention(nn.Module):
-  """Standard (SASRec) causal multi-head attention, without output projection.
-
-  Q, K and V carry biases as in RecBole. The output projection ``W_O`` lives
-  in :class:`TransformerBlock` so that this layer and :class:`MoEAttention`
-  return the same per-head ``[B, L, H, d']`` tensor.
-
-  Attributes:
-    num_heads: ``H``.
-    dropout_rate: dropout on the attention probabilities.
-    init_std: std of the weight init.
-  """
-  num_heads: int
-  dropout_rate: float
-  init_std: float
-
-  @nn.compact
-  def __call__(self, x: jax.Array, mask: jax.Array, train: bool,
-               query_index: jax.Array | None = None):
-    """Attends within the mask.
-
-    Args:
-      x: ``[B, L, d]``.
-      mask: ``[B, L, L]`` bool from :func:`attention_mask`.
-      train: enables dropout.
-      query_index: optional ``[B]`` int: compute only query row
-        ``query_index[b]`` of each sequence (``Q = L_q = 1`` below).
-
-    Returns:
-      ``(heads, router, keys)``: ``heads [B, Q, H, d']`` per-head outputs,
-      ``router [B, Q, H, 1]`` ones (one expert), ``keys [B, Q, H, d']``
-      (``Q = L`` without ``query_index``).
-    """
-    d = x.shape[-1]
-    dh = d // self.num_heads
-    proj = lambda name: nn.DenseGeneral(  # noqa: E731
-        (self.num_heads, dh), kernel_init=normal_init(self.init_std), name=name)
-    q = proj("query")(take_rows(x, query_index))  # [B, Q, H, d']
-    k, v = proj("key")(x), proj("value")(x)  # [B, L, H, d']
-    logits = jnp.einsum("bqhk,bshk->bhqs", q, k) / jnp.sqrt(dh).astype(x.dtype)
-    probs = masked_softmax(logits, take_rows(mask, query_index)[:, None])
-    probs = nn.Dropout(self.dropout_rate)(probs, deterministic=not train)
-    heads = jnp.einsum("bhqs,bshk->bqhk", probs, v)
-    router = jnp.ones(heads.shape[:-1] + (1,), heads.dtype)
-    return heads, router, take_rows(k, query_index)
-
-
 class MoEAttention(nn.Module):
-  """FAME multi-query-expert attention (SPEC section 2, steps 1-3).
+  """FAME multi-query-expert attention (docs/protocol.md §2, steps 1-3).
 
   Per head ``h``: shared ``K^h = X W_K^h`` and ``V^h = X W_V^h``; ``E`` expert
   queries ``Q^{h,n} = X W_Q^{h,n}`` (grouped-query attention with ``H``
   key/value groups and ``H * E`` query heads); expert outputs
   ``f^{h,n} = softmax(Q^{h,n} K^hT / sqrt(d')) V^h``; a dense router
   ``beta^h = softmax([f^{h,1} || ... || f^{h,E}] W_exp^h)`` and the mixture
-  ``f^h = sum_n beta^h_n f^{h,n}``. No biases anywhere (SPEC section 4).
+  ``f^h = sum_n beta^h_n f^{h,n}``. No biases (docs/protocol.md §4).
 
   Params: ``query [d, H, E, d']``, ``key [d, H, d']``, ``value [d, H, d']``
   (each ``{"kernel": ...}``) and, only when ``E > 1``, ``router [H, E*d', E]``
   (with one expert the router is the constant 1 and would get no gradient).
 
+  SASRec's standard multi-head attention is the ``E = 1`` case with biases on
+  Q, K and V (RecBole): ``sasrec=True`` builds it with RecBole's parameter
+  layout, ``query``, ``key`` and ``value`` each ``{"kernel": [d, H, d'],
+  "bias": [H, d']}`` (no expert axis), which is the layout of every SASRec
+  checkpoint. The computation is the same code path.
+
   Attributes:
     num_heads: ``H``.
-    num_experts: ``E``.
+    num_experts: ``E`` (1 with ``sasrec=True``).
     dropout_rate: dropout on the attention probabilities.
     init_std: std of the weight init.
+    sasrec: SASRec's standard attention (biases, no expert axis).
   """
   num_heads: int
   num_experts: int
   dropout_rate: float
   init_std: float
+  sasrec: bool = False
 
   @nn.compact
   def __call__(self, x: jax.Array, mask: jax.Array, train: bool,
@@ -197,40 +158,46 @@ class MoEAttention(nn.Module):
         ``query_index[b]`` of each sequence (``Q = 1`` below).
 
     Returns:
-      ``(heads, router, keys)``: ``heads [B, Q, H, d']`` the mixtures ``f^h``,
-      ``router [B, Q, H, E]`` the weights ``beta^h``, ``keys [B, Q, H, d']``
-      the shared keys ``K^h`` at the query rows (the ``"key_proj"``
-      residual); ``Q = L`` without ``query_index``.
+      ``(heads, router)``: ``heads [B, Q, H, d']`` the mixtures ``f^h``,
+      ``router [B, Q, H, E]`` the weights ``beta^h`` (ones for one expert);
+      ``Q = L`` without ``query_index``.
     """
     d = x.shape[-1]
     hh, ee = self.num_heads, self.num_experts
+    if self.sasrec and ee != 1:
+      raise ValueError(f"SASRec attention has one query per head, got num_experts={ee}")
     dh = d // hh
     init = normal_init(self.init_std)
-    q = nn.DenseGeneral((hh, ee, dh), use_bias=False, kernel_init=init, name="query")(
-        take_rows(x, query_index))
-    k = nn.DenseGeneral((hh, dh), use_bias=False, kernel_init=init, name="key")(x)
-    v = nn.DenseGeneral((hh, dh), use_bias=False, kernel_init=init, name="value")(x)
+    dense = lambda features, name: nn.DenseGeneral(  # noqa: E731
+        features, use_bias=self.sasrec, kernel_init=init, name=name)
+    xq = take_rows(x, query_index)
+    if self.sasrec:
+      q = dense((hh, dh), "query")(xq)[..., None, :]  # [B, Q, H, 1, d']
+    else:
+      q = dense((hh, ee, dh), "query")(xq)  # [B, Q, H, E, d']
+    k, v = dense((hh, dh), "key")(x), dense((hh, dh), "value")(x)  # [B, L, H, d']
     logits = jnp.einsum("bqhek,bshk->bheqs", q, k) / jnp.sqrt(dh).astype(x.dtype)
     probs = masked_softmax(logits, take_rows(mask, query_index)[:, None, None])
     probs = nn.Dropout(self.dropout_rate)(probs, deterministic=not train)
-    experts = jnp.einsum("bheqs,bshk->bqhek", probs, v)  # f^{h,n}: [B, L, H, E, d']
+    experts = jnp.einsum("bheqs,bshk->bqhek", probs, v)  # f^{h,n}: [B, Q, H, E, d']
     if ee == 1:
-      return experts[..., 0, :], jnp.ones(experts.shape[:-1], experts.dtype), take_rows(k, query_index)
+      return experts[..., 0, :], jnp.ones(experts.shape[:-1], experts.dtype)
     w_exp = self.param("router", init, (hh, ee * dh, ee))
     # Expert-major concatenation [f^{h,1} || ... || f^{h,E}] along d'.
     concat = experts.reshape(experts.shape[:3] + (ee * dh,))
     router = jax.nn.softmax(jnp.einsum("bqhf,hfe->bqhe", concat, w_exp), axis=-1)
     heads = jnp.einsum("bqhe,bqhek->bqhk", router, experts)
-    return heads, router, take_rows(k, query_index)
+    return heads, router
 
 
 class TransformerBlock(nn.Module):
   """Post-LN block: attention, ``W_O``, residual + LN; FFN, residual + LN.
 
-  With ``num_experts == 0`` the attention is :class:`MultiHeadAttention` and
-  the block is exactly RecBole's SASRec ``TransformerLayer``; otherwise it is
-  :class:`MoEAttention` (``moe_all_layers``, or the last layer with
-  ``facet_heads=False``) followed by the same ``W_O`` and FFN.
+  With ``num_experts == 0`` the attention is SASRec's standard attention
+  (:class:`MoEAttention` with ``sasrec=True``) and the block is exactly
+  RecBole's SASRec ``TransformerLayer``; otherwise it is MoE attention
+  (``moe_all_layers``, or the last layer with ``facet_heads=False``) followed
+  by the same ``W_O`` and FFN.
 
   Attributes:
     num_heads: ``H``.
@@ -269,13 +236,9 @@ class TransformerBlock(nn.Module):
       ``Q = L`` without ``query_index``.
     """
     d = x.shape[-1]
-    if self.num_experts:
-      attention = MoEAttention(self.num_heads, self.num_experts, self.dropout_rate,
-                               self.init_std, name="attention")
-    else:
-      attention = MultiHeadAttention(self.num_heads, self.dropout_rate, self.init_std,
-                                     name="attention")
-    heads, router, _ = attention(x, mask, train, query_index)
+    heads, router = MoEAttention(self.num_heads, max(self.num_experts, 1), self.dropout_rate,
+                                 self.init_std, sasrec=not self.num_experts,
+                                 name="attention")(x, mask, train, query_index)
     x = take_rows(x, query_index)
     out = nn.DenseGeneral(d, axis=(-2, -1), kernel_init=normal_init(self.init_std),
                           name="out")(heads)  # W_O, kernel [H, d', d]

@@ -28,8 +28,8 @@ def extra_params_formula(cfg: Any, num_items: int) -> int:
   SASRec here is the same config with ``num_experts = 1`` and
   ``facet_heads = False`` (same ``d``, ``H``, layers, ``ffn_inner``,
   ``max_len``, items), so embeddings and the shared parts cancel and
-  ``num_items`` drops out. With ``d' = d / H``, ``i' = ffn_head_inner`` and
-  ``i = ffn_inner``, ``[c]`` = 1 if ``c`` else 0:
+  ``num_items`` drops out. With ``d' = d / H`` and ``i = ffn_inner``,
+  ``[c]`` = 1 if ``c`` else 0:
 
   A standard SASRec block has ``4(d^2 + d)`` (Q, K, V, W_O with biases)
   ``+ 2(2d)`` (two LayerNorms) ``+ 2di + i + d`` (FFN) parameters.
@@ -39,16 +39,9 @@ def extra_params_formula(cfg: Any, num_items: int) -> int:
 
   The FAME block (``facet_heads=True``) has the MoE attention
   ``+ 2(2d')`` (the two shared LayerNorm(d'))
-  ``+ 2d'i' + i' + d'`` (FFN' with biases)
+  ``+ 2d'^2 + 2d'`` (FFN' d' -> d' -> d' with biases)
   ``+ [gate = learned] (dH + H)`` (gate)
-  ``+ [facet_item_proj = linear] H d d' = d^2`` (``W_f``)
-  ``+ [head_mix] (d^2 + d)`` (the head-mixing Linear);
-  with ``head_norm = "full"`` the two LayerNorms have ``2d`` each, not ``2d'``;
-  with ``head_ffn = "dense"`` the FFN has ``2di' + i' + d`` instead of those of FFN'
-  (``i'`` defaults to ``i`` there).
-  With ``head_ffn = "full"`` the FAME block is instead a standard block with
-  MoE attention (``standard + (E - 1) d^2 + [E > 1] E^2 d - 3d``, even at
-  ``E = 1``: the MoE attention has no biases) plus the gate and ``W_f``.
+  ``+ [facet_item_proj = linear] H d d' = d^2`` (``W_f``).
 
   A non-facet MoE block (the last block with ``facet_heads=False`` and
   ``E > 1``, or each trunk block with ``moe_all_layers`` and ``E > 1``) is a
@@ -69,20 +62,14 @@ def extra_params_formula(cfg: Any, num_items: int) -> int:
   del num_items  # Both models own the same item and position tables.
   s = model_settings(cfg)
   d, hh, ee, dh = s.hidden_size, s.num_heads, s.num_experts, s.head_size
-  inner, head_inner = s.ffn_inner, s.ffn_head_inner
+  inner = s.ffn_inner
   standard = 4 * (d * d + d) + 4 * d + 2 * d * inner + inner + d
   moe_swap = (ee - 1) * d * d + ee * ee * d - 3 * d  # Only used when E > 1.
-  router = ee * ee * d if ee > 1 else 0
-  readout = ((d * hh + hh if s.gate == "learned" else 0)
-             + (d * d if s.facet_item_proj == "linear" else 0))
-  if s.facet_heads and s.head_ffn == "full":
-    last = standard + (ee - 1) * d * d + router - 3 * d + readout
-  elif s.facet_heads:
-    norms = 4 * (d if s.head_norm == "full" else dh)
-    ffn = (2 * d * head_inner + head_inner + d if s.head_ffn == "dense"
-           else 2 * dh * head_inner + head_inner + dh)
-    last = ((ee + 2) * d * d + router + norms + ffn
-            + readout + (d * d + d if s.head_mix else 0))
+  if s.facet_heads:
+    router = ee * ee * d if ee > 1 else 0
+    last = ((ee + 2) * d * d + router + 4 * dh + 2 * dh * dh + 2 * dh
+            + (d * hh + hh if s.gate == "learned" else 0)
+            + (d * d if s.facet_item_proj == "linear" else 0))
   else:
     last = standard + (moe_swap if ee > 1 else 0)
   trunk_extra = (s.num_layers - 1) * moe_swap if s.trunk_experts else 0

@@ -10,10 +10,9 @@
   initialised for), each head keeps the relative norms and all the directions
   it learned, and the pad row 0 stays 0;
 * with ``facet_item_proj == "linear"``, ``fame_block/facet_proj`` [H, d, d'] by
-  the chunk selectors times ``a = model_cfg.facet_proj_scale`` (default 1):
-  ``facet_proj[h][h*d' + i, i] = a``, so the model's head ``h`` item facet
-  embedding ``item_emb[v] @ facet_proj[h]`` starts as ``a c_h P_h(t_v)``. With
-  ``"slice"`` it is chunk ``h`` directly.
+  the chunk selectors ``facet_proj[h][h*d' + i, i] = 1``, so the model's head
+  ``h`` item facet embedding ``item_emb[v] @ facet_proj[h]`` starts as
+  ``c_h P_h(t_v)``. With ``"slice"`` it is chunk ``h`` directly.
 
 The factors ``c_h`` are returned by :func:`pretrained_item_table`.
 """
@@ -132,9 +131,8 @@ def apply_pretrained_item_embeddings(params: Any, pretrain_workdir: str,
     if shape != (num_heads, d, d_pre):
       raise ValueError(f"fame_block/facet_proj has shape {shape}, expected "
                        f"{(num_heads, d, d_pre)}")
-    scale = float(model_cfg.get("facet_proj_scale", 1.0))
     inner["fame_block"]["facet_proj"] = jax.numpy.asarray(
-        scale * chunk_selectors(num_heads, d_pre), inner["fame_block"]["facet_proj"].dtype)
+        chunk_selectors(num_heads, d_pre), inner["fame_block"]["facet_proj"].dtype)
   return out
 
 

@@ -44,6 +44,7 @@ import optax
 import orbax.checkpoint as ocp
 import tqdm
 
+from fame_jax import options
 from fame_jax.data.dataset import Dataset
 from fame_jax.pretraining import item_text
 from fame_jax.pretraining import supcon
@@ -347,8 +348,7 @@ def run_pretraining(config: ml_collections.ConfigDict, dataset: Dataset, workdir
     state = mngr.restore(resumed_from, args=ocp.args.StandardRestore(abstract))
   start = int(state["step"])
   steps = int(pc.steps)
-  if pc.schedule not in ("alternate", "sum"):
-    raise ValueError(f"pretrain.schedule={pc.schedule!r}: use 'alternate' or 'sum'")
+  options.check_choice("pretrain.schedule", pc.schedule)
   sampler = BatchSampler(labels, int(pc.batch_size), bool(pc.pair_sampling),
                          int(pc.seed))
   table_dev = jnp.asarray(table)

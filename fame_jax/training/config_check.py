@@ -1,4 +1,8 @@
-"""Config validation before anything is built (STYLE 2), and config diffs."""
+"""Config validation before anything is built, and reading stored configs.
+
+Choice values come from the one option schema, ``fame_jax.options``; the
+checks here are the ranges and the combinations the model cannot build.
+"""
 
 from __future__ import annotations
 
@@ -7,17 +11,7 @@ from typing import Any
 
 import ml_collections
 
-_CHOICES = {
-    "model.facet_item_proj": ("linear", "slice"),
-    "model.facet_proj_init": ("normal", "selector"),
-    "model.moe_residual": ("slice", "key_proj"),
-    "model.gate": ("learned", "uniform"),
-    "model.mix": ("logits", "probs"),
-    "model.head_ffn": ("head", "full", "dense"),
-    "model.head_norm": ("head", "full"),
-    "train.examples": ("all_positions", "prefix_last"),
-    "train.loss_impl": ("dense", "chunked"),
-}
+from fame_jax import options
 
 
 def _get(config: ml_collections.ConfigDict, dotted: str) -> Any:
@@ -34,59 +28,25 @@ def _get(config: ml_collections.ConfigDict, dotted: str) -> Any:
 def validate_config(config: ml_collections.ConfigDict) -> None:
   """Raises ``ValueError`` naming the field for any invalid setting."""
   errors = []
-  for key, allowed in _CHOICES.items():
-    value = _get(config, key)
-    if value not in allowed:
-      errors.append(f"config.{key}={value!r}: must be one of {allowed}")
+  for opt in options.OPTIONS:
+    if opt.choices is not None:
+      value = _get(config, opt.key)
+      if value not in opt.choices:
+        errors.append(f"config.{opt.key}={value!r}: must be one of {opt.choices}")
   m = config.model
   if m.hidden_size % m.num_heads:
     errors.append(f"config.model.hidden_size={m.hidden_size} must be divisible by "
                   f"config.model.num_heads={m.num_heads}")
   for key in ("model.hidden_size", "model.num_layers", "model.num_heads", "model.num_experts",
-              "train.batch_size", "train.max_epochs", "train.eval_every_epochs", "data.max_len",
-              "eval.batch_size"):
+              "model.ffn_inner", "train.batch_size", "train.max_epochs", "train.eval_every_epochs",
+              "data.max_len", "eval.batch_size"):
     if _get(config, key) < 1:
       errors.append(f"config.{key}={_get(config, key)} must be >= 1")
   if m.get("max_len", config.data.max_len) < config.data.max_len:
     errors.append(f"config.model.max_len={m.max_len} must be >= config.data.max_len="
                   f"{config.data.max_len} (rows of the position table)")
-  if m.get("head_mix", False) and not m.facet_heads:
-    errors.append("config.model.head_mix=True needs config.model.facet_heads=True (a standard "
-                  "last block already mixes its heads with W_O)")
-  if _get(config, "model.head_ffn") == "dense":
-    if not m.facet_heads:
-      errors.append("config.model.head_ffn='dense' needs config.model.facet_heads=True (without "
-                    "facet heads the last block is the standard block)")
-  if _get(config, "model.head_ffn") == "full":
-    if not m.facet_heads:
-      errors.append("config.model.head_ffn='full' needs config.model.facet_heads=True (without "
-                    "facet heads the last block is already the standard block)")
-    if m.get("head_mix", False):
-      errors.append("config.model.head_ffn='full' already mixes the heads with W_O: set "
-                    "config.model.head_mix=False")
-    if m.moe_residual != "slice":
-      errors.append(f"config.model.moe_residual={m.moe_residual!r} is a head-wise residual; "
-                    "config.model.head_ffn='full' has the full-width one (use 'slice')")
-    if m.get("head_norm", "head") != "head":
-      errors.append(f"config.model.head_norm={m.head_norm!r} sizes the head-wise block's "
-                    "LayerNorms, which config.model.head_ffn='full' replaces (use 'head')")
-    if m.ffn_head_inner:
-      errors.append(f"config.model.ffn_head_inner={m.ffn_head_inner} sizes FFN', which "
-                    "config.model.head_ffn='full' replaces with the ffn_inner-wide FFN (use 0)")
-  if _get(config, "model.mix") == "probs" and not m.facet_heads:
-    errors.append("config.model.mix='probs' needs config.model.facet_heads=True (without facet "
-                  "heads there is one score per item and nothing to mix)")
   if m.get("output_norm_scale", 1.0) <= 0:
     errors.append(f"config.model.output_norm_scale={m.output_norm_scale} must be > 0")
-  scale = m.get("facet_proj_scale", 1.0)
-  if scale <= 0:
-    errors.append(f"config.model.facet_proj_scale={scale} must be > 0")
-  elif scale != 1.0 and (m.facet_item_proj != "linear" or
-                         (m.facet_proj_init != "selector" and not config.pretrain.enabled
-                          and not config.init.item_embeddings_from)):
-    errors.append(f"config.model.facet_proj_scale={scale} scales the selector W_f^h: it needs "
-                  "config.model.facet_item_proj='linear' and facet_proj_init='selector' (or "
-                  "the FAME+ hand-off)")
   if not 0.0 <= m.dropout < 1.0:
     errors.append(f"config.model.dropout={m.dropout} must be in [0, 1)")
   if config.train.learning_rate <= 0:
@@ -109,13 +69,30 @@ def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
 
 # Config keys added after runs were made, each with the value that rebuilds
 # those runs' model; a stored config.json without the key means that value.
-ADDED_DEFAULTS = {"model.head_mix": False, "model.facet_proj_scale": 1.0,
-                  "model.output_norm_scale": 1.0, "model.mix": "logits",
-                  "model.head_ffn": "head", "model.head_norm": "head"}
+ADDED_DEFAULTS = {"model.output_norm_scale": 1.0}
 
 
-def with_added_defaults(stored: dict) -> dict:
-  """A copy of a stored ``config.json`` dict with :data:`ADDED_DEFAULTS` filled in."""
+def with_added_defaults(stored: dict, keep_deleted: bool = False) -> dict:
+  """A stored ``config.json`` dict as the current code reads it.
+
+  Fills in :data:`ADDED_DEFAULTS` (keys added after the run was made) and
+  drops the deleted options (``options.DELETED``) that hold their no-op
+  value (or that the run never read: facet-head options without facet
+  heads), so an old run's config compares equal to the current config that
+  rebuilds its model. The input is not modified.
+
+  Args:
+    stored: the parsed ``config.json``.
+    keep_deleted: keep deleted options that hold another value (to list them
+      as differences, e.g. in the results tables) instead of raising.
+
+  Returns:
+    The completed copy.
+
+  Raises:
+    ValueError: (unless ``keep_deleted``) a deleted option holds a value other
+      than its no-op: that run's model can no longer be built or resumed.
+  """
   out = json.loads(json.dumps(stored))
   for dotted, value in ADDED_DEFAULTS.items():
     *parents, leaf = dotted.split(".")
@@ -123,6 +100,22 @@ def with_added_defaults(stored: dict) -> dict:
     for part in parents:
       node = node.setdefault(part, {})
     node.setdefault(leaf, value)
+  for dotted, noop in options.DELETED.items():
+    *parents, leaf = dotted.split(".")
+    node = out
+    for part in parents:
+      node = node.get(part, {}) if isinstance(node, dict) else {}
+    if not isinstance(node, dict) or leaf not in node:
+      continue
+    inert = (dotted in options.DELETED_FACET_HEADS_ONLY
+             and not out.get("model", {}).get("facet_heads", True))
+    if node[leaf] == noop or inert:
+      del node[leaf]
+    elif not keep_deleted:
+      raise ValueError(
+          f"stored config sets {dotted}={node[leaf]!r}, an option deleted from fame_jax "
+          f"(only {noop!r} remains); the code that ran it is kept by the git tag "
+          f"'{options.ARCHIVE_TAG}'")
   return out
 
 

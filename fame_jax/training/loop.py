@@ -26,7 +26,7 @@ import ml_collections
 import numpy as np
 from tqdm.auto import tqdm
 
-from fame_jax import evaluation, parallel
+from fame_jax import evaluation, options, parallel
 from fame_jax.data import batching
 from fame_jax.data.split import Split, leave_one_out
 from fame_jax.models import FAME, count_params
@@ -60,16 +60,14 @@ def load_data(config: ml_collections.ConfigDict):
 
 
 def model_variant(model_cfg: ml_collections.ConfigDict) -> str:
-  """Names the model variant written next to every result (TRAPS 9)."""
+  """Names the model variant written next to every result (docs/protocol.md trap 9).
+
+  FAME's label lists the options that ``fame_jax.options`` marks for it.
+  """
   if model_cfg.num_experts == 1 and not model_cfg.facet_heads and not model_cfg.moe_all_layers:
     return "SASRec (post-LN RecBole-style, GELU FFN, full-softmax CE)"
-  mix = ", head_mix" if model_cfg.get("head_mix", False) else ""
-  if model_cfg.get("head_ffn", "head") != "head":
-    mix += f", head_ffn={model_cfg.head_ffn}"
-  if model_cfg.get("head_norm", "head") == "full":
-    mix += ", head_norm=full"
-  return (f"FAME (H={model_cfg.num_heads}, E={model_cfg.num_experts}, facet_heads={model_cfg.facet_heads}, "
-          f"gate={model_cfg.gate}, facet_item_proj={model_cfg.facet_item_proj}{mix})")
+  parts = (f"{o.label}={model_cfg[o.key.split('.', 1)[1]]}" for o in options.label_options())
+  return f"FAME ({', '.join(parts)})"
 
 
 def _evaluate_split(model, params, config, split: Split, which: str, num_items: int,
@@ -399,10 +397,7 @@ def restore_params(config: ml_collections.ConfigDict, workdir: str, num_items: i
 
 # Fields that change parameter shapes or meaning; a checkpoint only fits a
 # config that agrees on all of them.
-_SHAPE_FIELDS = ("model.hidden_size", "model.num_layers", "model.num_heads", "model.num_experts",
-                 "model.ffn_inner", "model.ffn_head_inner", "model.facet_heads", "model.facet_item_proj",
-                 "model.moe_residual", "model.gate", "model.moe_all_layers", "model.head_mix",
-                 "model.head_ffn", "model.head_norm", "model.max_len")
+_SHAPE_FIELDS = options.shape_keys()
 
 
 def _check_fits(config: ml_collections.ConfigDict, workdir: str, num_items: int) -> None:

@@ -17,7 +17,7 @@ import numpy as np
 from jax.sharding import Mesh
 
 from fame_jax import evaluation, losses, parallel
-from fame_jax.models import FAME, model_settings, score_items
+from fame_jax.models import FAME, score_items
 
 
 def make_loss_fn(model: FAME, config: ml_collections.ConfigDict) -> Callable:
@@ -30,26 +30,18 @@ def make_loss_fn(model: FAME, config: ml_collections.ConfigDict) -> Callable:
   zero weights elsewhere, at ``1 / W`` of the ``[targets, d] x [d, N]`` cost
   (it was ~10x the all_positions loss work per Beauty epoch).
   """
-  mix = model_settings(config.model).mix
-  ce = losses.get_loss_fn(config.train.loss_impl, config.train.loss_chunk_items, mix)
+  ce = losses.get_loss_fn(config.train.loss_impl, config.train.loss_chunk_items)
   last_only = config.train.examples == "prefix_last"
 
   def loss_fn(params, batch, dropout_rng):
-    u, inter = model.apply({"params": params}, batch["items"], batch["positions"],
-                           batch["segments"], train=True, rngs={"dropout": dropout_rng})
+    u, _ = model.apply({"params": params}, batch["items"], batch["positions"],
+                       batch["segments"], train=True, rngs={"dropout": dropout_rng})
     targets, weights = batch["targets"], batch["weights"]
-    log_gate = inter.get("log_gate")  # [B, L, H] with mix="probs", u then [B, L, H, d].
     if last_only:
       u, targets, weights = u[:, -1:], targets[:, -1:], weights[:, -1:]
-      log_gate = None if log_gate is None else log_gate[:, -1:]
-    d = u.shape[-1]
-    table, targets, weights = params["item_emb"]["embedding"], targets.reshape(-1), weights.reshape(-1)
-    if log_gate is None:
-      loss_sum, weight_sum = ce(u.reshape(-1, d), table, targets, weights)
-    else:
-      hh = log_gate.shape[-1]
-      loss_sum, weight_sum = ce(u.reshape(-1, hh, d), log_gate.reshape(-1, hh), table, targets,
-                                weights)
+    table = params["item_emb"]["embedding"]
+    loss_sum, weight_sum = ce(u.reshape(-1, u.shape[-1]), table, targets.reshape(-1),
+                              weights.reshape(-1))
     return loss_sum / jnp.maximum(weight_sum, 1.0), (loss_sum, weight_sum)
 
   return loss_fn
@@ -112,13 +104,12 @@ def eval_model_inputs(inputs: jax.Array, lengths: jax.Array, left_pad: bool,
 
 
 def _user_outputs(model: FAME, params, inputs, lengths, left_pad: bool, max_len: int | None):
-  """``(u [B, ...], log_gate [B, H] or None)`` at each user's scored row."""
+  """``u [B, d]`` at each user's scored row."""
   items, positions, segments, last = eval_model_inputs(inputs, lengths, left_pad, max_len)
   # The last block runs only at the scored row (FAME query_index).
-  u, inter = model.apply({"params": params}, items, positions, segments, train=False,
-                         query_index=last)
-  log_gate = inter.get("log_gate")
-  return u[:, 0], (None if log_gate is None else log_gate[:, 0])
+  u, _ = model.apply({"params": params}, items, positions, segments, train=False,
+                     query_index=last)
+  return u[:, 0]
 
 
 def make_user_vector_fn(model: FAME, examples: str, max_len: int | None = None) -> Callable:
@@ -131,19 +122,12 @@ def make_user_vector_fn(model: FAME, examples: str, max_len: int | None = None) 
   once, pair it with ``evaluation.compute_ranks_from_user_vectors``.
   ``max_len`` is the model window ``L`` (needed when ``W < L``, see
   :func:`eval_model_inputs`).
-
-  Raises:
-    ValueError: for a ``mix="probs"`` model, whose scores are not one dot
-      product per item (it has no single user vector).
   """
-  if model_settings(model.cfg).mix != "logits":
-    raise ValueError("make_user_vector_fn needs config.model.mix='logits': a mix='probs' model "
-                     "scores items as a mixture of per-head softmaxes (use make_score_fn)")
   left_pad = examples == "prefix_last"
 
   @jax.jit
   def user_vectors(params, inputs, lengths):
-    return _user_outputs(model, params, inputs, lengths, left_pad, max_len)[0]
+    return _user_outputs(model, params, inputs, lengths, left_pad, max_len)
 
   return user_vectors
 
@@ -161,8 +145,8 @@ def _jitted_scores(model: FAME, examples: str, max_len: int) -> Callable:
 
     @jax.jit
     def scores(params, inputs, lengths):
-      u, log_gate = _user_outputs(model, params, inputs, lengths, left_pad, max_len)
-      return score_items(u, params["item_emb"]["embedding"], log_gate)
+      u = _user_outputs(model, params, inputs, lengths, left_pad, max_len)
+      return score_items(u, params["item_emb"]["embedding"])
 
     _SCORERS[key] = (model, scores)
   return _SCORERS[key][1]
