@@ -16,15 +16,14 @@ import sys
 import pytest
 
 from configs import sasrec
-from fame_jax import config_tools
+from fame_jax import config_tools, options
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 with open(os.path.join(ROOT, "tests", "data", "resolved_configs.json")) as f:
   STORED = json.load(f)
 
 # Model options deleted as rejected diagnostics (kept by the tag variant-study-archive).
-DELETED = frozenset(f"model.{k}" for k in ("head_mix", "head_ffn", "head_norm", "ffn_head_inner",
-                                           "fame_dropout", "mix", "moe_residual", "facet_proj_scale"))
+DELETED = frozenset(options.DELETED)
 
 
 def _resolve(name: str) -> dict:
