@@ -1,4 +1,4 @@
-"""bench/train_throughput.py measures the model issue 7 names, not whatever configs/beauty.py became.
+"""bench/train_throughput.py measures the protocol's default model, not whatever configs/beauty.py became.
 
 Its benchmark model once followed configs/beauty.py; after that file was tuned
 (d 128, 4 heads, MoE in every layer) the benchmark measured a model twice as
@@ -41,3 +41,19 @@ def test_committed_model_is_configs_beauty_and_says_so(monkeypatch):
   label = bench.describe(config)
   assert f"d={committed.model.hidden_size} H={committed.model.num_heads}" in label
   assert f"moe_all_layers={committed.model.moe_all_layers}" in label
+
+
+def test_gpu_suite_runs_file_is_valid(tmp_path, monkeypatch):
+  # bench/gpu_suite.sh hands bench/gpu_runs.txt (with @DEVDATA@ filled in) to
+  # python -m fame_jax.sweep --runs: every line must load and validate now,
+  # not fail on the lent GPU.
+  from fame_jax import sweep
+  with open(os.path.join(ROOT, "bench", "gpu_runs.txt")) as f:
+    text = f.read().replace("@DEVDATA@", str(tmp_path))
+  (tmp_path / "runs.txt").write_text(text)
+  monkeypatch.chdir(ROOT)
+  runs = sweep.parse_runs_file(str(tmp_path / "runs.txt"))
+  assert {r.name for r in runs} >= {"beauty_sasrec", "beauty_fame", "beauty_fame_text"}
+  text_runs = [r for r in runs if r.config.init.item_embeddings_from]
+  assert text_runs and all(not r.config.pretrain.enabled for r in text_runs)
+  assert all(r.config.init.item_embeddings_from.startswith(str(tmp_path)) for r in text_runs)
