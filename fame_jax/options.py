@@ -45,6 +45,9 @@ class Option:
 
 
 OPTIONS: tuple[Option, ...] = (
+    # One reader per format (fame_jax/data/loading.py).
+    Option("data.format", choices=("synthetic", "s3rec", "movielens", "amazon", "recbole", "csv",
+                                   "tfds")),
     Option("model.hidden_size", shapes=True),
     Option("model.num_layers", shapes=True),
     Option("model.num_heads", shapes=True, label="H"),

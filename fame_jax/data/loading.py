@@ -16,14 +16,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from fame_jax import options
 from fame_jax.data import preprocess as _preprocess  # Keep the name free.
 from fame_jax.data import readers
 from fame_jax.data.dataset import Dataset
 from fame_jax.data.errors import DataError
 from fame_jax.data.split import Split, leave_one_out
 
-FORMATS = ("synthetic", "s3rec", "movielens", "amazon", "recbole", "csv",
-           "tfds")
+FORMATS = options.choices("data.format")  # Declared once, in fame_jax/options.py.
 
 
 def read_raw(data_cfg: Any) -> readers.Interactions:
