@@ -476,7 +476,7 @@ def chosen_table(run_root: str, configs: dict[str, tuple[str, dict]]) -> str:
 
 # Public numbers on the same Beauty file and protocol (docs/protocol.md §8):
 # label -> (reference, NDCG@10, HR@10). None are given there for Sports or ML-1M.
-REFERENCES = {("beauty", "SASRec"): ("SASRec with one sampled negative (S3-Rec)", 0.0318, 0.0605)}
+REFERENCES = {("beauty", "SASRec"): ("S3-Rec's SASRec, one sampled negative", 0.0318, 0.0605)}
 OTHER_REFERENCES = (("ICLRec", 0.0403, 0.0744), ("BSARec, cross-entropy", 0.0611, 0.1008))
 
 
