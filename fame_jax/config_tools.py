@@ -14,6 +14,8 @@ from typing import Any, Iterable, Mapping
 
 import ml_collections
 
+from fame_jax import options
+
 # Sections in the order configs/base.py declares them (ConfigDict sorts keys).
 _SECTION_ORDER = ("data", "model", "train", "eval", "init", "pretrain")
 _OVERRIDE_PREFIXES = ("--config.", "--noconfig.")
@@ -113,10 +115,14 @@ def _valid_paths(config: ml_collections.ConfigDict) -> list[str]:
 
 def unknown_key_error(key: str, argument: str, config: ml_collections.ConfigDict,
                       source: str = "the config") -> str | None:
-  """One line naming ``key`` and the closest valid keys, or ``None`` if valid."""
+  """One line naming ``key`` and the closest valid keys (or, for a deleted
+  option, the tag that keeps it), or ``None`` if ``key`` is valid."""
   valid = _valid_paths(config)
   if key in valid:
     return None
+  if key in options.DELETED:
+    return (f"config key '{key}' in {argument} was deleted: a variant the study rejected "
+            f"(docs/findings.md#rejected-variants); the git tag {options.ARCHIVE_TAG} keeps it")
   close = difflib.get_close_matches(key, valid, n=3, cutoff=0.5)
   section = key.split(".", 1)[0]
   if not close:  # Nothing spelled alike: list the keys of the named section.

@@ -62,6 +62,9 @@ def test_unknown_key_error_suggests_close_keys_or_the_sections():
   assert message.startswith("unknown config key 'model.num_head' in --config.model.num_head=2")
   assert "model.num_heads" in message
   assert "sections: data, eval, init, model, pretrain, train" in config_tools.unknown_key_error("zzz", "a", c)
+  message = config_tools.unknown_key_error("model.head_ffn", "--config.model.head_ffn=dense", c)
+  assert message.startswith("config key 'model.head_ffn' in --config.model.head_ffn=dense was deleted")
+  assert "variant-study-archive" in message
 
 
 @pytest.mark.parametrize("override,suggested", [
