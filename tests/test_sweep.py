@@ -5,6 +5,7 @@ errors with file and line, and one real tiny run through the command line."""
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -164,18 +165,23 @@ def test_runs_file_without_runs(tmp_path):
     sweep.parse_runs_file(str(tmp_path / "missing.txt"))
 
 
-def test_a_real_tiny_run(tmp_path):
-  # One epoch of the tiny config, really trained: the batch's row is that run's results.json.
-  path = _runs_file(tmp_path, "tiny configs/tiny.py --config.train.max_epochs=1 "
-                    "--config.train.eval_every_epochs=1 --config.data.synthetic.num_users=200\n")
+def test_a_real_tiny_run(tmp_path, tiny_trained_run):
+  # The shared real run of configs/tiny.py (conftest.py, trained once a test session) as
+  # seed 0 of a one-run batch: the runs file's config must be exactly the run's (or the
+  # trainer would refuse the workdir), the finished workdir is not retrained, and the
+  # row is its real results.json.
+  _, run_dir, results = tiny_trained_run
   workdir = tmp_path / "study"
-  rows = sweep.run_list(sweep.parse_runs_file(path), 1, str(workdir))
-  with open(workdir / "tiny_seed0" / "results.json") as f:
-    res = json.load(f)
-  assert 0.0 < res["test/NDCG@10"] <= 1.0 and res["best_epoch"] == 1
-  assert rows[0]["test/NDCG@10"] == [res["test/NDCG@10"]] and rows[0]["finished"] == 1
+  shutil.copytree(run_dir, workdir / "tiny_seed0")
+  mtime = os.path.getmtime(workdir / "tiny_seed0" / "metrics.jsonl")
+  rows = sweep.run_list(sweep.parse_runs_file(_runs_file(tmp_path, "tiny configs/tiny.py\n")), 1,
+                        str(workdir))
+  assert os.path.getmtime(workdir / "tiny_seed0" / "metrics.jsonl") == mtime  # Not retrained.
+  assert 0.0 < results["test/NDCG@10"] <= 1.0
+  assert rows[0]["test/NDCG@10"] == [results["test/NDCG@10"]] and rows[0]["finished"] == 1
   with open(workdir / "runs.md") as f:
-    assert f"| tiny | 1 of 1 | {res['valid/NDCG@10']:.4f} | {res['test/NDCG@10']:.4f} |" in f.read()
+    assert (f"| tiny | 1 of 1 | {results['valid/NDCG@10']:.4f} | {results['test/NDCG@10']:.4f} | "
+            f"{results['valid/HR@10']:.4f} | {results['test/HR@10']:.4f} |") in f.read()
 
 
 def test_command_line_reports_a_bad_line_in_one_line(tmp_path):
