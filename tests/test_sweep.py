@@ -166,7 +166,7 @@ def test_runs_file_without_runs(tmp_path):
 
 
 def test_a_real_tiny_run(tmp_path, tiny_trained_run):
-  # The shared real run of configs/tiny.py (conftest.py, trained once a test session) as
+  # The shared real run of configs/tiny.py (conftest.py, trained once per pytest run) as
   # seed 0 of a one-run batch: the runs file's config must be exactly the run's (or the
   # trainer would refuse the workdir), the finished workdir is not retrained, and the
   # row is its real results.json.
