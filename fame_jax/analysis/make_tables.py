@@ -102,8 +102,9 @@ def _groups(study_dir: str) -> dict[str, list[dict]]:
 
 _MODEL = re.compile(r"^(fame_text|fame_selector|fame)")
 # FAME groups whose SASRec counterpart has another suffix: the same initial
-# score scale. With H = 2 heads, facet_proj_scale a starts u at a/2 times the
-# concatenated LayerNormed heads, which SASRec's output_norm_scale a/2 matches.
+# score scale. With H = 2 heads, facet_proj_scale a (`_pscale<a>` runs; an
+# option since deleted) starts u at a/2 times the concatenated LayerNormed
+# heads, which SASRec's output_norm_scale a/2 matches.
 _MATCHED = {"pscale4": "sasrec_oscale2", "d128_pscale2": "sasrec_d128",
             "d128_pscale4": "sasrec_d128_oscale2"}
 
@@ -125,8 +126,8 @@ def comparison_table(study_dir: str, metric: str = "test/NDCG@10") -> str:
   vs sasrec_d128; suffixes in `_MATCHED` map to the SASRec of the same initial
   score scale), the one of the same suffix without `_pscale<a>` (a knob SASRec
   lacks: fame_text_d128_pscale4 vs sasrec_d128) and, for a FAME variant with a
-  suffix, also against the plain `sasrec` group (the SASRec the study tuned, whose own variants did not beat
-  it): difference of the seed means, and whether it is beyond the seed spread
+  suffix, also against the plain `sasrec` group (the SASRec the study tuned,
+  whose own variants did not beat it): difference of the seed means, and whether it is beyond the seed spread
   (every FAME seed above every SASRec seed; needs >= 2 seeds each)."""
   groups = _groups(study_dir)
   pairs = []
