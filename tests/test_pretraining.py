@@ -2,6 +2,7 @@
 
 import json
 import os
+import types
 
 import jax
 import jax.numpy as jnp
@@ -16,6 +17,7 @@ from fame_jax.pretraining import handoff
 from fame_jax.pretraining import item_text
 from fame_jax.pretraining import pretrain
 from fame_jax.pretraining import supcon
+from fame_jax.training import checkpoints as ckpt_lib
 
 
 class _NoInteractions(list):
@@ -131,11 +133,9 @@ def test_handoff_facet_embeddings_equal_scaled_pretrained(tmp_path, proj):
       x_h = table[:, h * d_head:(h + 1) * d_head]
     np.testing.assert_allclose(x_h, c_h * emb[:, h], rtol=1e-5, atol=1e-8)
     assert np.sqrt(np.mean(x_h[1:] ** 2)) == pytest.approx(0.02, rel=1e-5)
-  if proj == "linear":  # facet_proj_scale multiplies the selectors.
-    scaled = handoff.apply_pretrained_item_embeddings(
-        params, str(tmp_path), ml_collections.ConfigDict(dict(cfg, facet_proj_scale=2.0)))
-    np.testing.assert_array_equal(np.asarray(scaled["fame_block"]["facet_proj"]),
-                                  2.0 * np.asarray(new["fame_block"]["facet_proj"]))
+  if proj == "linear":  # W_f becomes the 0/1 chunk selectors.
+    np.testing.assert_array_equal(np.asarray(new["fame_block"]["facet_proj"]),
+                                  handoff.chunk_selectors(num_heads, d_head))
   if proj == "slice":  # No W_f: left as it was.
     np.testing.assert_array_equal(new["fame_block"]["facet_proj"], params["fame_block"]["facet_proj"])
   # Mismatches are refused with a clear message.
@@ -225,6 +225,43 @@ def test_resume_equals_uninterrupted(tmp_path):
   assert s["resumed_from_step"] == 10
   np.testing.assert_array_equal(np.load(full / "pretrain" / "item_facet_embeddings.npy"),
                                 np.load(part / "pretrain" / "item_facet_embeddings.npy"))
+
+
+def test_pretraining_saves_and_resumes_through_the_checkpoints_module(tmp_path, monkeypatch):
+  # Pre-training saves and resumes through fame_jax.training.checkpoints (no
+  # Orbax manager of its own): every save and restore goes through
+  # StepCheckpoints, and what it wrote restores with it to the final state.
+  ds, t = _facet_world(n=60)
+  calls = []
+  real = ckpt_lib.StepCheckpoints
+
+  class Recording(real):
+    def save(self, step, tree):
+      calls.append(("save", step))
+      super().save(step, tree)
+
+    def restore_latest(self, like):
+      calls.append(("restore", self.latest_step()))
+      return super().restore_latest(like)
+
+  monkeypatch.setattr(ckpt_lib, "StepCheckpoints", Recording)
+  pretrain.run_pretraining(_config(10), ds, str(tmp_path), text_embeddings=t)
+  pretrain.run_pretraining(_config(20), ds, str(tmp_path), text_embeddings=t)
+  assert calls == [("save", 10), ("restore", 10), ("save", 20)]
+  assert not [v for v in vars(pretrain).values()
+              if isinstance(v, types.ModuleType) and v.__name__.startswith("orbax")]
+  c = _config(20)
+  module = supcon.FacetProjectionHeads(2, int(c.pretrain.hidden_size), 8)
+  fresh = pretrain.init_state(module, optax.adam(float(c.pretrain.learning_rate)), 2,
+                              int(c.pretrain.seed))
+  ckpts = real(str(tmp_path / "pretrain" / "checkpoints"))
+  assert ckpts.latest_step() == 20
+  state = ckpts.restore_latest(fresh)
+  ckpts.close()
+  assert int(state["step"]) == 20
+  np.testing.assert_allclose(pretrain.project_items(module, state["params"], t),
+                             np.load(tmp_path / "pretrain" / "item_facet_embeddings.npy"),
+                             rtol=1e-6, atol=1e-7)
 
 
 def test_agreement_metric_on_known_geometry():

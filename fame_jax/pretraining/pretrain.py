@@ -41,13 +41,13 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
-import orbax.checkpoint as ocp
 import tqdm
 
 from fame_jax import options
 from fame_jax.data.dataset import Dataset
 from fame_jax.pretraining import item_text
 from fame_jax.pretraining import supcon
+from fame_jax.training import checkpoints as ckpt_lib
 
 TEXT_DIM = 384
 
@@ -282,12 +282,6 @@ def facet_neighbour_agreement(emb: np.ndarray, labels_per_facet: Sequence[Sequen
 
 
 # --------------------------------------------------------------------- driver
-def _checkpoint_manager(directory: str) -> ocp.CheckpointManager:
-  return ocp.CheckpointManager(
-      os.path.abspath(directory),
-      options=ocp.CheckpointManagerOptions(max_to_keep=1, create=True))
-
-
 def run_pretraining(config: ml_collections.ConfigDict, dataset: Dataset, workdir: str,
                     text_embeddings: np.ndarray | None = None) -> dict:
   """Runs stage-1 pre-training and writes its outputs under ``workdir/pretrain``.
@@ -341,11 +335,10 @@ def run_pretraining(config: ml_collections.ConfigDict, dataset: Dataset, workdir
   alternate_step, sum_step = make_train_steps(
       module, optimizer, unlabelled, float(pc.temperature), float(pc.view_dropout))
   state = init_state(module, optimizer, num_heads, int(pc.seed))
-  mngr = _checkpoint_manager(os.path.join(out_dir, "checkpoints"))
-  resumed_from = mngr.latest_step()
+  ckpts = ckpt_lib.StepCheckpoints(os.path.join(out_dir, "checkpoints"))
+  resumed_from = ckpts.latest_step()
   if resumed_from is not None:
-    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
-    state = mngr.restore(resumed_from, args=ocp.args.StandardRestore(abstract))
+    state = ckpts.restore_latest(state)
   start = int(state["step"])
   steps = int(pc.steps)
   options.check_choice("pretrain.schedule", pc.schedule)
@@ -393,12 +386,9 @@ def run_pretraining(config: ml_collections.ConfigDict, dataset: Dataset, workdir
     if (s + 1) % log_every == 0 or s + 1 == steps:
       flush()
     if (s + 1) % every == 0 or s + 1 == steps:
-      mngr.save(s + 1, args=ocp.args.StandardSave(state))
-      # Wait: the next step donates the state buffers the save still reads.
-      mngr.wait_until_finished()
+      ckpts.save(s + 1, state)  # Waits: the next step donates these buffers.
   train_seconds = time.time() - t1
-  mngr.wait_until_finished()
-  mngr.close()
+  ckpts.close()
 
   # 4. Outputs.
   emb = project_items(module, state["params"], table)
