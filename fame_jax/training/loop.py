@@ -10,25 +10,34 @@ line per epoch), ``checkpoints/{latest,best}`` (Orbax), ``results.json`` and
 ``training_curves.png``. Re-running on an interrupted workdir resumes from the
 latest checkpoint and replays exactly what an uninterrupted run would have
 done; a finished workdir (``results.json`` present) is not retrained.
+
+``train_and_evaluate`` runs these phases in order, each a function below:
+``_finished_run`` (return a finished run's results, or note that it goes
+on), ``_prepare_workdir``, ``_load_data``, ``_build_model_and_state``,
+``_restore_or_init``, ``_fit``, ``_final_evaluation``, ``_write_results``.
+Data loading lives in :mod:`fame_jax.data.loading` and checkpoint restores and
+fit checks in :mod:`fame_jax.training.checkpoints`; ``load_data`` and
+``restore_params`` are re-exported here for the scripts that import them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import math
 import os
 import time
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from tqdm.auto import tqdm
 
 from fame_jax import evaluation, options, parallel
 from fame_jax.data import batching
-from fame_jax.data.split import Split, leave_one_out
+from fame_jax.data.dataset import Dataset
+from fame_jax.data.loading import load_data
+from fame_jax.data.split import Split
 from fame_jax.models import FAME, count_params
 from fame_jax.training import checkpoints as ckpt_lib
 from fame_jax.training import state as state_lib
@@ -49,14 +58,6 @@ _RESUMABLE_DIFFS = ("train.max_epochs", "train.patience_evals", "train.log_every
 
 def _log(msg: str) -> None:
   tqdm.write(msg)
-
-
-def load_data(config: ml_collections.ConfigDict):
-  """Loads the dataset of ``config.data`` and its leave-one-out split."""
-  from fame_jax.data import load_dataset  # Heavy readers only when needed.
-  dataset = load_dataset(config.data)
-  split = leave_one_out(dataset.sequences)
-  return dataset, split
 
 
 def model_variant(model_cfg: ml_collections.ConfigDict) -> str:
@@ -149,7 +150,171 @@ def finished_run_continues(results: dict, rows: list[dict],
                 f"{since_best} validations since its best (patience {train_cfg.patience_evals})")
 
 
-def _initial_params(config, model, num_items, rng, dataset, workdir):
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+  """Trains (or resumes) a model, then evaluates its best checkpoint.
+
+  Args:
+    config: the full config (see ``configs/base.py``).
+    workdir: run directory; created if missing.
+
+  Returns:
+    The contents of ``results.json``, or ``{"stopped_after_epoch": e}`` when
+    ``train.stop_after_epoch`` paused the run (the same command resumes it).
+  """
+  validate_config(config)
+  workdir = os.path.abspath(workdir)
+  results, finished_epoch = _finished_run(config, workdir)
+  if results is not None:
+    return results
+  _prepare_workdir(config, workdir)
+  dataset, split = _load_data(config, workdir)
+  run, state = _build_model_and_state(config, workdir, dataset, split)
+  state, tracker, rows, epochs_done = _restore_or_init(run, state, finished_epoch)
+  state, stopped_after = _fit(run, state, tracker, rows, epochs_done)
+  if stopped_after is not None:
+    run.ckpts.close()
+    _log(f"stopped after epoch {stopped_after} (train.stop_after_epoch); run the same command "
+         "to resume")
+    return {"stopped_after_epoch": stopped_after}
+  results = _final_evaluation(run, state, tracker, rows)
+  _write_results(run, results, rows)
+  return results
+
+
+@dataclasses.dataclass(frozen=True)
+class _Run:
+  """What the phases after loading share; built once by ``_build_model_and_state``.
+
+  The changing part of a run (train state, early-stopping tracker, metric
+  rows, epochs done) is passed between the phases explicitly instead.
+  """
+
+  config: ml_collections.ConfigDict
+  workdir: str
+  dataset: Dataset
+  split: Split
+  mesh: jax.sharding.Mesh
+  batcher: Any  # fame_jax.data.batching batcher: one epoch's batches per (seed, epoch).
+  model: FAME
+  init_rng: jax.Array
+  step_rng: jax.Array
+  ckpts: ckpt_lib.Checkpoints
+  progress: bool
+
+  @property
+  def metrics_path(self) -> str:
+    return os.path.join(self.workdir, "metrics.jsonl")
+
+
+def _finished_run(config: ml_collections.ConfigDict, workdir: str) -> tuple[dict | None, int | None]:
+  """Looks for a finished run (``results.json``) in ``workdir``.
+
+  A finished run must have been made by the same config (else its stored
+  results would be returned for a config that did not make them), and goes on
+  only where a longer ``max_epochs`` / patience lets it (see
+  :func:`finished_run_continues`).
+
+  Returns:
+    ``(results, None)`` for a finished run that stays finished (nothing to
+    train); ``(None, epochs_run)`` for one that continues; ``(None, None)``
+    when there is no finished run.
+  """
+  results_path = os.path.join(workdir, "results.json")
+  if not os.path.exists(results_path):
+    return None, None
+  _check_stored_config(config, workdir)
+  with open(results_path) as f:
+    results = json.load(f)
+  continues, why = finished_run_continues(
+      results, _read_metrics(os.path.join(workdir, "metrics.jsonl"), results["epochs_run"]),
+      config.train)
+  if not continues:
+    _log(f"{workdir} already holds a finished run (results.json): {why}; not retraining. "
+         "Use a new --workdir to train again.")
+    return results, None
+  _log(f"continuing the finished run in {workdir}: {why}")
+  return None, int(results["epochs_run"])
+
+
+def _load_data(config: ml_collections.ConfigDict, workdir: str) -> tuple[Dataset, Split]:
+  """Loads the dataset and its split; records them in ``data_summary.json``.
+
+  The summary's item count is what :func:`fame_jax.training.checkpoints.check_fits`
+  later compares with the dataset of an evaluation command.
+  """
+  dataset, split = load_data(config)
+  with open(os.path.join(workdir, "data_summary.json"), "w") as f:
+    json.dump({k: v for k, v in dataset.statistics().items() if k != "preprocessing"}
+              | {"split_dropped_users": split.dropped_users}, f, indent=2)
+  return dataset, split
+
+
+def _build_model_and_state(config: ml_collections.ConfigDict, workdir: str, dataset: Dataset,
+                           split: Split) -> tuple[_Run, Any]:
+  """Mesh, batcher, model and checkpoints, and a fresh replicated train state.
+
+  The fresh state is the structure a checkpoint is restored into (built by the
+  same function as the live state: docs/protocol.md trap 15).
+
+  Returns:
+    ``(run, state)``.
+  """
+  mesh = parallel.make_mesh()
+  batcher = batching.make_batcher(
+      split.train, examples=config.train.examples, max_len=config.data.max_len,
+      batch_size=config.train.batch_size, packing=config.train.packing,
+      row_multiple=mesh.devices.size)
+  parallel.check_divisible(batcher.rows_per_batch, mesh, "rows per batch")
+  init_rng, step_rng = jax.random.split(jax.random.key(config.train.seed))
+  model, state = state_lib.create_train_state(config, dataset.num_items, init_rng, params=None)
+  ckpts = ckpt_lib.Checkpoints(os.path.join(workdir, "checkpoints"), config.train.keep_checkpoints)
+  run = _Run(config=config, workdir=workdir, dataset=dataset, split=split, mesh=mesh,
+             batcher=batcher, model=model, init_rng=init_rng, step_rng=step_rng, ckpts=ckpts,
+             progress=bool(config.train.get("progress", True)))
+  return run, jax.device_put(state, parallel.replicated(mesh))
+
+
+def _restore_or_init(run: _Run, fresh_state: Any, finished_epoch: int | None
+                     ) -> tuple[Any, dict, list[dict], int]:
+  """The state to train from: the latest checkpoint's, else a fresh one.
+
+  Resuming restores the state and the early-stopping tracker and cuts
+  ``metrics.jsonl`` back to the checkpoint's epoch (an interrupted epoch may
+  have logged a row after it). A fresh start takes the initial params (with
+  the pre-training hand-off when configured) and empties ``metrics.jsonl``.
+
+  Args:
+    run: the run's fixed parts.
+    fresh_state: the fresh state of ``_build_model_and_state`` (the restore
+      target).
+    finished_epoch: ``epochs_run`` of a finished run that continues; its
+      latest checkpoint must be of that epoch.
+
+  Returns:
+    ``(state, tracker, rows, epochs_done)``: the replicated train state, the
+    tracker (best NDCG@10 and epoch, validations since the best, training
+    seconds), the metric rows of the epochs already run and their number.
+  """
+  ckpts = run.ckpts
+  if finished_epoch is not None and ckpts.latest_epoch() != finished_epoch:
+    raise ValueError(
+        f"cannot continue the finished run in {run.workdir}: it ran {finished_epoch} epochs but its "
+        f"latest checkpoint is {ckpts.latest_epoch()} ({ckpts.directory}/latest); use a new --workdir")
+  if ckpts.latest_epoch() is not None:
+    state, meta = ckpts.restore_latest(ckpt_lib.abstract_like(fresh_state))
+    epochs_done = int(meta["epoch"])
+    _write_metrics(run.metrics_path, _read_metrics(run.metrics_path, epochs_done))
+    _log(f"resuming {run.workdir} after epoch {epochs_done} (step {int(state.step)})")
+    return state, meta["tracker"], _read_metrics(run.metrics_path, epochs_done), epochs_done
+  params = _initial_params(run.config, run.model, run.init_rng, run.dataset, run.workdir)
+  _, state = state_lib.create_train_state(run.config, run.dataset.num_items, run.init_rng,
+                                          params=params)
+  _write_metrics(run.metrics_path, [])
+  tracker = {"best_ndcg10": -1.0, "best_epoch": 0, "evals_since_best": 0, "train_seconds": 0.0}
+  return jax.device_put(state, parallel.replicated(run.mesh)), tracker, [], 0
+
+
+def _initial_params(config, model, rng, dataset, workdir):
   """Fresh params, or the pre-training hand-off when configured."""
   params = state_lib.init_params(model, config, rng)
   source = config.init.item_embeddings_from
@@ -163,95 +328,44 @@ def _initial_params(config, model, num_items, rng, dataset, workdir):
   return params
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
-  """Trains (or resumes) a model, then evaluates its best checkpoint.
+def _fit(run: _Run, state: Any, tracker: dict, rows: list[dict], epochs_done: int
+         ) -> tuple[Any, int | None]:
+  """Trains epochs ``epochs_done + 1 .. train.max_epochs``.
 
-  Args:
-    config: the full config (see ``configs/base.py``).
-    workdir: run directory; created if missing.
+  Each epoch: the batches of ``(seed, epoch)``, a stop with the step on a
+  non-finite loss, validation every ``eval_every_epochs`` (and at the last
+  epoch) with the best params saved, a ``metrics.jsonl`` row and the latest
+  checkpoint. Stops early after ``patience_evals`` validations without a new
+  best, or pauses after ``train.stop_after_epoch``. ``tracker`` and ``rows``
+  are updated in place.
 
   Returns:
-    The contents of ``results.json``.
+    ``(state, stopped_after)``: the last state, and the epoch the run paused
+    after (``None`` when it ended).
+
+  Raises:
+    FloatingPointError: a non-finite training loss (the last good checkpoint
+      stays).
   """
-  validate_config(config)
-  workdir = os.path.abspath(workdir)
-  results_path = os.path.join(workdir, "results.json")
-  if os.path.exists(results_path):
-    # A finished run: the command must describe the same run (else the stored
-    # results would be returned for a config that did not make them), and
-    # continues only where a longer max_epochs / patience lets it go on.
-    _check_stored_config(config, workdir)
-    with open(results_path) as f:
-      results = json.load(f)
-    continues, why = finished_run_continues(
-        results, _read_metrics(os.path.join(workdir, "metrics.jsonl"), results["epochs_run"]),
-        config.train)
-    if not continues:
-      _log(f"{workdir} already holds a finished run (results.json): {why}; not retraining. "
-           "Use a new --workdir to train again.")
-      return results
-    _log(f"continuing the finished run in {workdir}: {why}")
-    finished_epoch = int(results["epochs_run"])
-  else:
-    finished_epoch = None
-  _prepare_workdir(config, workdir)
-  progress = bool(config.train.get("progress", True))
-
-  dataset, split = load_data(config)
-  num_items = dataset.num_items
-  mesh = parallel.make_mesh()
-  n_dev = mesh.devices.size
-  batcher = batching.make_batcher(
-      split.train, examples=config.train.examples, max_len=config.data.max_len,
-      batch_size=config.train.batch_size, packing=config.train.packing, row_multiple=n_dev)
-  parallel.check_divisible(batcher.rows_per_batch, mesh, "rows per batch")
-
-  with open(os.path.join(workdir, "data_summary.json"), "w") as f:
-    json.dump({k: v for k, v in dataset.statistics().items() if k != "preprocessing"}
-              | {"split_dropped_users": split.dropped_users}, f, indent=2)
-
-  rng = jax.random.key(config.train.seed)
-  init_rng, step_rng = jax.random.split(rng)
-  model, state = state_lib.create_train_state(config, num_items, init_rng, params=None)
-  ckpts = ckpt_lib.Checkpoints(os.path.join(workdir, "checkpoints"), config.train.keep_checkpoints)
-  state = jax.device_put(state, parallel.replicated(mesh))
-
-  metrics_path = os.path.join(workdir, "metrics.jsonl")
-  tracker = {"best_ndcg10": -1.0, "best_epoch": 0, "evals_since_best": 0, "train_seconds": 0.0}
-  start_epoch = 1
-  if finished_epoch is not None and ckpts.latest_epoch() != finished_epoch:
-    raise ValueError(
-        f"cannot continue the finished run in {workdir}: it ran {finished_epoch} epochs but its "
-        f"latest checkpoint is {ckpts.latest_epoch()} ({ckpts.directory}/latest); use a new --workdir")
-  if ckpts.latest_epoch() is not None:
-    state, meta = ckpts.restore_latest(ckpt_lib.abstract_like(state))
-    tracker = meta["tracker"]
-    start_epoch = meta["epoch"] + 1
-    _write_metrics(metrics_path, _read_metrics(metrics_path, meta["epoch"]))
-    _log(f"resuming {workdir} after epoch {meta['epoch']} (step {int(state.step)})")
-  else:
-    params = _initial_params(config, model, num_items, init_rng, dataset, workdir)
-    model, state = state_lib.create_train_state(config, num_items, init_rng, params=params)
-    state = jax.device_put(state, parallel.replicated(mesh))
-    _write_metrics(metrics_path, [])
-
-  train_step = steps_lib.make_train_step(model, config, mesh)
-  rows = _read_metrics(metrics_path, start_epoch - 1)
-  _log(f"{dataset.name}: {dataset.num_users} users, {num_items} items; {model_variant(config.model)}; "
-       f"{count_params(state.params):,} params; {n_dev} device(s) {jax.devices()[0].platform}; "
-       f"{batcher.num_targets:,} training targets/epoch; rows/batch {batcher.rows_per_batch}")
+  config, ckpts, mesh = run.config, run.ckpts, run.mesh
+  start_epoch = epochs_done + 1
+  train_step = steps_lib.make_train_step(run.model, config, mesh)
+  _log(f"{run.dataset.name}: {run.dataset.num_users} users, {run.dataset.num_items} items; "
+       f"{model_variant(config.model)}; {count_params(state.params):,} params; "
+       f"{mesh.devices.size} device(s) {jax.devices()[0].platform}; "
+       f"{run.batcher.num_targets:,} training targets/epoch; rows/batch {run.batcher.rows_per_batch}")
 
   stopped_early = tracker["evals_since_best"] >= config.train.patience_evals
   epoch_bar = tqdm(range(start_epoch, config.train.max_epochs + 1), desc="epochs",
-                   initial=start_epoch - 1, total=config.train.max_epochs, disable=not progress)
+                   initial=start_epoch - 1, total=config.train.max_epochs, disable=not run.progress)
   for epoch in epoch_bar:
     if stopped_early:
       break
     t0 = time.time()
-    batches = batcher.epoch(config.train.seed, epoch)
     step_losses = []
-    for batch in tqdm(batches, desc=f"epoch {epoch}", leave=False, disable=not progress):
-      state, m = train_step(state, parallel.put_batch(batch, mesh), step_rng)
+    for batch in tqdm(run.batcher.epoch(config.train.seed, epoch), desc=f"epoch {epoch}",
+                      leave=False, disable=not run.progress):
+      state, m = train_step(state, parallel.put_batch(batch, mesh), run.step_rng)
       step_losses.append(m)
     loss_sums = np.asarray([float(m["loss_sum"]) for m in step_losses])
     weight_sums = np.asarray([float(m["weight_sum"]) for m in step_losses])
@@ -269,7 +383,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
            "train_seconds": train_seconds}
     if epoch % config.train.eval_every_epochs == 0 or epoch == config.train.max_epochs:
       t1 = time.time()
-      valid = _evaluate_split(model, state.params, config, split, "valid", num_items, progress=False)
+      valid = _evaluate_split(run.model, state.params, config, run.split, "valid",
+                              run.dataset.num_items, progress=False)
       row.update(valid)
       row["eval_seconds"] = time.time() - t1
       if valid["valid/NDCG@10"] > tracker["best_ndcg10"]:
@@ -279,7 +394,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         tracker["evals_since_best"] += 1
       stopped_early = tracker["evals_since_best"] >= config.train.patience_evals
     rows.append(row)
-    _write_metrics(metrics_path, rows)
+    _write_metrics(run.metrics_path, rows)
     ckpts.save_latest(epoch, state, {"epoch": epoch, "tracker": tracker, "seed": config.train.seed})
     epoch_bar.set_postfix(loss=f"{row['loss']:.4f}", ndcg10=f"{row.get('valid/NDCG@10', float('nan')):.4f}",
                           best=tracker["best_epoch"])
@@ -288,27 +403,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             if "valid/NDCG@10" in row else ""))
     if epoch == config.train.stop_after_epoch and not stopped_early and epoch < config.train.max_epochs:
       epoch_bar.close()
-      ckpts.close()
-      _log(f"stopped after epoch {epoch} (train.stop_after_epoch); run the same command to resume")
-      return {"stopped_after_epoch": epoch}
+      return state, epoch
   epoch_bar.close()
   ckpts.wait()
-
-  results = _final_results(config, model, state, ckpts, split, num_items, tracker, rows, progress)
-  with open(results_path, "w") as f:
-    json.dump(results, f, indent=2, sort_keys=True)
-  _plot_curves(rows, os.path.join(workdir, "training_curves.png"))
-  ckpts.close()
-  _log("test: " + ", ".join(f"{k}={results[k]:.4f}" for k in sorted(results) if k.startswith("test/")))
-  return results
+  return state, None
 
 
-def _final_results(config, model, state, ckpts, split, num_items, tracker, rows, progress) -> dict:
-  """Evaluates the best checkpoint on validation and test."""
-  params, meta = ckpts.restore_best(ckpt_lib.abstract_like(state.params))
+def _final_evaluation(run: _Run, state: Any, tracker: dict, rows: list[dict]) -> dict[str, Any]:
+  """Evaluates the best checkpoint on validation and test: ``results.json``'s content."""
+  config = run.config
+  params, meta = run.ckpts.restore_best(ckpt_lib.abstract_like(state.params))
   results: dict[str, Any] = {}
-  results.update(_evaluate_split(model, params, config, split, "valid", num_items, progress))
-  results.update(_evaluate_split(model, params, config, split, "test", num_items, progress))
+  for which in ("valid", "test"):
+    results.update(_evaluate_split(run.model, params, config, run.split, which,
+                                   run.dataset.num_items, run.progress))
   results.update({
       "best_epoch": int(meta["epoch"]),
       "epochs_run": int(rows[-1]["epoch"]) if rows else 0,
@@ -328,6 +436,15 @@ def _final_results(config, model, state, ckpts, split, num_items, tracker, rows,
       "devices": f"{jax.device_count()} x {jax.devices()[0].device_kind}",
   })
   return results
+
+
+def _write_results(run: _Run, results: dict[str, Any], rows: list[dict]) -> None:
+  """Writes ``results.json`` and ``training_curves.png``; closes the checkpoints."""
+  with open(os.path.join(run.workdir, "results.json"), "w") as f:
+    json.dump(results, f, indent=2, sort_keys=True)
+  _plot_curves(rows, os.path.join(run.workdir, "training_curves.png"))
+  run.ckpts.close()
+  _log("test: " + ", ".join(f"{k}={results[k]:.4f}" for k in sorted(results) if k.startswith("test/")))
 
 
 def _plot_curves(rows: list[dict], path: str) -> None:
@@ -371,54 +488,16 @@ def restore_params(config: ml_collections.ConfigDict, workdir: str, num_items: i
                    checkpoint: str = "best") -> Any:
   """Params of a workdir's ``best``/``latest``/epoch-numbered checkpoint.
 
-  The stored ``config.json`` is compared with ``config`` first, so a mismatch
-  is reported by field name rather than as an array-shape error.
+  :func:`fame_jax.training.checkpoints.restore_params` with this module's
+  ``_SHAPE_FIELDS``: the stored ``config.json`` is compared with ``config``
+  first, so a mismatch is reported by field name rather than as an
+  array-shape error.
   """
-  _check_fits(config, workdir, num_items)
-  model, state = state_lib.create_train_state(config, num_items, jax.random.key(0))
-  ckpts = ckpt_lib.Checkpoints(os.path.join(workdir, "checkpoints"))
-  try:
-    if checkpoint == "latest":
-      if ckpts.latest_epoch() is None:
-        raise FileNotFoundError(f"no checkpoint under {ckpts.directory}/latest")
-      state, _ = ckpts.restore_latest(ckpt_lib.abstract_like(state))
-      return state.params
-    epoch = None if checkpoint == "best" else int(checkpoint)
-    if (ckpts.best_epoch() if epoch is None else epoch) is None:
-      raise FileNotFoundError(f"no best checkpoint under {ckpts.directory}/best: train first")
-    params, _ = ckpts.restore_best(ckpt_lib.abstract_like(state.params), epoch)
-    return params
-  except (ValueError, KeyError, TypeError) as e:
-    raise ValueError(f"checkpoint in {ckpts.directory} does not fit this config "
-                     f"({num_items} items, hidden_size {config.model.hidden_size}): {e}") from e
-  finally:
-    ckpts.close()
+  return ckpt_lib.restore_params(config, workdir, num_items, checkpoint,
+                                 shape_fields=_SHAPE_FIELDS)
 
 
 # Fields that change parameter shapes or meaning; a checkpoint only fits a
 # config that agrees on all of them.
 _SHAPE_FIELDS = options.shape_keys()
 
-
-def _check_fits(config: ml_collections.ConfigDict, workdir: str, num_items: int) -> None:
-  path = os.path.join(workdir, "config.json")
-  if not os.path.exists(path):
-    raise FileNotFoundError(f"{path} not found: is {workdir} a train.py workdir?")
-  with open(path) as f:
-    stored = with_added_defaults(json.load(f))
-  resolved = json.loads(config.to_json_best_effort())
-  diffs = [d for d in config_differences(stored, resolved) if d[0] in _SHAPE_FIELDS]
-  msgs = [f"  {k}: checkpoint has {a!r}, config has {b!r}" for k, a, b in diffs]
-  meta_items = _stored_num_items(workdir)
-  if meta_items is not None and meta_items != num_items:
-    msgs.append(f"  items: checkpoint has {meta_items}, the config's dataset has {num_items}")
-  if msgs:
-    raise ValueError(f"checkpoint in {workdir} does not fit this config:\n" + "\n".join(msgs))
-
-
-def _stored_num_items(workdir: str) -> int | None:
-  path = os.path.join(workdir, "data_summary.json")
-  if not os.path.exists(path):
-    return None
-  with open(path) as f:
-    return int(json.load(f)["items"])
