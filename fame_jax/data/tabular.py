@@ -183,8 +183,8 @@ def read_table(path: PathLike,
     cols, time_kind, time_rule = _read_text(path, fmt, columns, roles,
                                             time_format, report)
   n_rows = len(cols["user"])
-  if n_rows == 0:
-    raise DataError(path, "no data rows after the header", 1)
+  if n_rows == 0:  # Text files stopped earlier, at the header.
+    raise DataError(path, "no rows")
   report["rows_read"] = n_rows
 
   locate = _Locator(path, fmt, report.get("header"))
@@ -218,7 +218,7 @@ def read_table(path: PathLike,
       "seconds": round(time.perf_counter() - t0, 3),
   })
   table = InteractionTable(
-      name=name or path.name.split(".")[0],
+      name=name or pathlib.Path(path.name.removesuffix(".gz")).stem,
       source=str(path),
       user_index=user_index,
       item_index=item_index,
@@ -360,8 +360,10 @@ def _read_text(path, fmt, columns, roles, time_format, report):
 
   time_kind, time_rule = None, None
   if "time" in wanted:
-    time_kind, time_rule = _time_kind(first, header, wanted["time"],
-                                      time_format)
+    line, row = first
+    at = header.index(wanted["time"])
+    time_kind, time_rule = _time_kind(row[at] if at < len(row) else "",
+                                      f"line {line}", time_format)
 
   def read(types, newlines_in_values):
     source = path
@@ -375,7 +377,7 @@ def _read_text(path, fmt, columns, roles, time_format, report):
             quote_char=False if fmt == "tsv" else '"',
             newlines_in_values=newlines_in_values),
         convert_options=pacsv.ConvertOptions(
-            include_columns=list(wanted.values()),
+            include_columns=list(dict.fromkeys(wanted.values())),
             column_types=types,
             null_values=[], strings_can_be_null=False,
             quoted_strings_can_be_null=False))
@@ -403,8 +405,8 @@ def _read_text(path, fmt, columns, roles, time_format, report):
 
 def _raise_first_malformed(path, fmt, header, arrow_error) -> None:
   """Slow path after pyarrow failed: the first record of the wrong width."""
-  for line, row in _records(path, fmt):
-    if line > 1 and len(row) != len(header):
+  for i, (line, row) in enumerate(_records(path, fmt)):
+    if i and len(row) != len(header):  # Record 0 is the header.
       raise DataError(path, f"{len(row)} fields, the header has "
                       f"{len(header)}", line)
   raise DataError(path, f"cannot parse as {fmt.upper()} "
@@ -421,15 +423,13 @@ def _parses_as_number(text: str) -> bool:
     return False
 
 
-def _time_kind(first: tuple[int, list[str]], header: list[str], col: str,
-               time_format: str) -> tuple[str, str]:
+def _time_kind(value: str, where: str, time_format: str) -> tuple[str, str]:
+  """The time kind and the rule that chose it, from the first row's value."""
   if time_format != "auto":
     return time_format, "given"
-  line, row = first
-  value = row[header.index(col)] if header.index(col) < len(row) else ""
   if _parses_as_number(value):
-    return "numeric", f"auto: first data row (line {line}) {value!r} is a number"
-  return "iso8601", (f"auto: first data row (line {line}) {value!r} is not a "
+    return "numeric", f"auto: first data row ({where}) {value!r} is a number"
+  return "iso8601", (f"auto: first data row ({where}) {value!r} is not a "
                      "number")
 
 
@@ -465,9 +465,8 @@ def _read_parquet(path, columns, roles, time_format, report):
     elif len(cols["time"]) == 0:
       time_kind, time_rule = "numeric", "empty column"
     else:
-      first = cols["time"][0].as_py()
-      time_kind, time_rule = _time_kind((1, [str(first)]), ["t"], "t",
-                                        time_format)
+      time_kind, time_rule = _time_kind(str(cols["time"][0].as_py()),
+                                        "row 1", time_format)
     if time_format != "auto" and time_kind != time_format:
       raise DataError(path, f"column {wanted['time']!r}: time_format="
                       f"{time_format!r} but the column holds {t} values")
@@ -656,10 +655,16 @@ def _iso_chunk(chunk):
   import pyarrow.compute as pc
 
   utc = pa.timestamp("ns", tz="UTC")
+  # pyarrow parses zoned text only as a zoned type and plain text only as a
+  # naive one. A chunk is usually all one or the other: try both whole.
+  for attempt in (utc, pa.timestamp("ns")):
+    try:
+      return pc.cast(chunk, attempt).cast(pa.int64()).cast(utc)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+      pass
   zoned = pc.match_substring_regex(chunk, _ZONED)
   null = pa.scalar(None, chunk.type)
-  # pyarrow parses zoned text only as a zoned type and plain text only as a
-  # naive one: each half separately, plain text read as UTC.
+  # Mixed: each half separately, plain text read as UTC.
   naive = pc.cast(pc.if_else(zoned, null, chunk), pa.timestamp("ns"))
   with_zone = pc.cast(pc.if_else(zoned, chunk, null), utc)
   return pc.coalesce(naive.cast(pa.int64()), with_zone.cast(pa.int64())
@@ -694,7 +699,8 @@ def user_time_order(user_index: np.ndarray,
   pyarrow's stable multi-key sort. Ties keep file order either way.
 
   Args:
-    user_index: ``[M]`` int user code per row.
+    user_index: ``[M]`` non-negative int code per row (a user, or any group
+      such as a user-item pair).
     timestamps: ``[M]`` float64, or ``None`` (order by user only).
 
   Returns:
@@ -720,38 +726,30 @@ def user_time_order(user_index: np.ndarray,
                          ).to_numpy().astype(np.int64)
 
 
-def _first_occurrence(key: np.ndarray) -> np.ndarray:
-  """``[M]`` bool: True where a key value occurs for the first time."""
-  import pyarrow as pa
-  codes = pa.array(key).dictionary_encode().indices.to_numpy()
-  codes, _ = _first_appearance(codes, np.arange(int(codes.max()) + 1
-                                                if len(codes) else 0))
-  first = np.ones(len(codes), dtype=bool)
-  if len(codes) > 1:
-    first[1:] = codes[1:] > np.maximum.accumulate(codes)[:-1]
-  return first
-
-
 def _dedup_mask(mode: str, user_index: np.ndarray, item_index: np.ndarray,
                 timestamps: np.ndarray | None) -> np.ndarray | None:
-  """``[M]`` bool rows to keep, or ``None`` for ``mode="keep"``."""
+  """``[M]`` bool rows to keep, or ``None`` for ``mode="keep"``.
+
+  One stable sort by (user-item pair, time) puts every group of duplicates
+  in a run, earliest time first and equal times in file order; the first row
+  of each run is kept (runs of equal pair for "user_item", of equal pair and
+  time for "exact").
+  """
   if mode == "keep":
     return None
   n_items = int(item_index.max()) + 1 if len(item_index) else 1
+  if len(user_index) and (int(user_index.max()) + 1) * n_items >= 2**62:
+    raise ValueError("too many users x items to pack a pair into int64")
   pair = user_index.astype(np.int64) * n_items + item_index
-  if mode == "exact":
-    key = pair
-    if timestamps is not None:
-      import pyarrow as pa
-      t_codes = pa.array(timestamps).dictionary_encode().indices.to_numpy()
-      key = pair * (int(t_codes.max()) + 1) + t_codes
-    return _first_occurrence(key)
-  # user_item: first occurrence in (stable) time order.
-  if timestamps is None:
-    return _first_occurrence(pair)
-  order = user_time_order(user_index, timestamps)
+  order = user_time_order(pair, timestamps)
+  pair = pair[order]
+  new_run = np.ones(len(pair), dtype=bool)
+  new_run[1:] = pair[1:] != pair[:-1]
+  if mode == "exact" and timestamps is not None:
+    t = timestamps[order]
+    new_run[1:] |= t[1:] != t[:-1]
   keep = np.zeros(len(pair), dtype=bool)
-  keep[order[_first_occurrence(pair[order])]] = True
+  keep[order[new_run]] = True
   return keep
 
 
