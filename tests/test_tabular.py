@@ -256,6 +256,18 @@ def test_gzip_csv(tmp_path):
   assert _rows(table) == [(1, 2, 3.0), (4, 5, 6.0)]
 
 
+def test_crlf_line_ends_and_byte_order_mark(tmp_path):
+  f = tmp_path / "a.csv"
+  f.write_bytes("\ufeffuser_id,item_id,timestamp\r\n1,2,3\r\n4,5,x\r\n"
+                .encode("utf-8"))
+  assert _error(f) == (f"{f}, line 3: column 'timestamp': 'x' is not a number "
+                       "or ISO-8601 time")
+  f.write_bytes("\ufeffuser_id,item_id,timestamp\r\n1,2,3\r\n".encode())
+  table, report = tabular.read_table(f)
+  assert report["header"] == ["user_id", "item_id", "timestamp"]
+  assert _rows(table) == [(1, 2, 3.0)]
+
+
 def test_parquet_matches_csv(tmp_path):
   pa = pytest.importorskip("pyarrow", reason="Parquet needs pyarrow")
   pq = pytest.importorskip("pyarrow.parquet", reason="Parquet needs pyarrow")
