@@ -12,7 +12,7 @@ Two synthetic datasets are generated (nothing is downloaded):
 Items follow a Zipf-like popularity. Each case runs in its own subprocess so
 its peak RSS is its own. Per case it measures, with the chunked loss
 (``train.loss_impl="chunked"``, item tiles of ``--chunk``; memory O(T x chunk),
-SPEC 9) and the SPEC model (d=64, H=2, E=4, batch 256 sequences, packed rows):
+docs/protocol.md §9) and the protocol model (d=64, H=2, E=4, batch 256 sequences, packed rows):
 
 * median seconds per train step after one warm-up step, training targets per
   step and per second, and the seconds per epoch that implies;

@@ -6,8 +6,8 @@
 
 Measures, per mode: median milliseconds per step after warm-up, training
 targets per second, wall seconds of whole epochs (batch building included),
-and the peak RSS of the process. Model (``--model spec``, the default): issue
-7's benchmark model, SPEC section 4's FAME (d=64, H=2, E=4, MoE in the last
+and the peak RSS of the process. Model (``--model spec``, the default): the benchmark model,
+docs/protocol.md §4's FAME (d=64, H=2, E=4, MoE in the last
 layer, L=50, batch 256) on Beauty's data, whatever configs/beauty.py has been
 tuned to; ``--model committed`` measures configs/beauty.py as it stands. The
 JSON names the measured model from its config. Needs ../shared/data (exits
@@ -81,7 +81,7 @@ def measure(config, split, num_items, packing: bool, epochs: int) -> dict:
 
 
 def bench_config(model: str):
-  """Beauty's data config with SPEC 4's model and training shape, or configs/beauty.py as is.
+  """Beauty's data config with docs/protocol.md §4's model and training shape, or configs/beauty.py as is.
 
   The benchmark model is pinned here: before this it read configs/beauty.py,
   so once that file was tuned (d 128, 4 heads, MoE in every layer) the
@@ -92,6 +92,7 @@ def bench_config(model: str):
     spec = base.get_base_config()
     with config.unlocked():
       config.model = spec.model
+      config.model.facet_proj_init = "normal"  # The protocol's init (the base starts at the selector).
       config.train.batch_size = spec.train.batch_size
       config.data.max_len = spec.data.max_len
   return config
@@ -115,7 +116,7 @@ def main():
   ap.add_argument("--epochs", type=int, default=2)
   ap.add_argument("--loss_impl", default="dense")
   ap.add_argument("--model", choices=["spec", "committed"], default="spec",
-                  help="spec: SPEC 4's FAME (issue 7's benchmark model); committed: configs/beauty.py")
+                  help="spec: docs/protocol.md §4's FAME; committed: configs/beauty.py")
   args = ap.parse_args()
   config = bench_config(args.model)
   config.train.loss_impl = args.loss_impl
@@ -126,7 +127,7 @@ def main():
   modes = {"on": [True], "off": [False], "both": [True, False]}[args.packing]
   out = {"bench": "train_throughput", "dataset": "beauty", "model": describe(config),
          "model_variant": loop.model_variant(config.model),
-         "model_source": {"spec": "SPEC 4 defaults (configs/base.py) on Beauty", "committed": "configs/beauty.py"}[args.model],
+         "model_source": {"spec": "docs/protocol.md §4 defaults (configs/base.py) on Beauty", "committed": "configs/beauty.py"}[args.model],
          "loss_impl": args.loss_impl, "device": f"{jax.device_count()} x {jax.devices()[0].device_kind}",
          "cpu_count": os.cpu_count(), "jax": jax.__version__}
   for p in modes:

@@ -1,8 +1,8 @@
-"""The evaluation protocol (SPEC section 7): the one place it lives.
+"""The evaluation protocol (docs/protocol.md §7): the one place it lives.
 
-Full ranking over all ``N`` items, never sampled negatives (TRAPS 1). The
+Full ranking over all ``N`` items, never sampled negatives (docs/protocol.md trap 1). The
 device side turns scores into integer ranks in chunks of users; the numpy side
-turns ranks into HR@K / NDCG@K (TRAPS 12). Peak memory is bounded by one chunk
+turns ranks into HR@K / NDCG@K (docs/protocol.md trap 12). Peak memory is bounded by one chunk
 of ``[B, N + 1]`` scores whatever the number of users.
 
 Rank rule, shared by every function here::
@@ -10,12 +10,12 @@ Rank rule, shared by every function here::
   rank = #{ j in 1..N : j != target, j not excluded, score_j >= score_target }
 
 i.e. items scoring strictly higher plus ties counted against the target
-(pessimistic, TRAPS 3: a constant-score model gets rank ``N - 1`` without
+(pessimistic, docs/protocol.md trap 3: a constant-score model gets rank ``N - 1`` without
 history masking, hence HR@10 = 0). Excluded items are the pad item 0 and, with
 ``mask_history=True``, every item of the user's whole history except the
 target itself. Excluding an item is implemented as removing it from the
 candidate set; for any finite target score that is exactly "give it -inf"
-(SPEC 7), and it also keeps a masked item from tying with a target whose own
+(docs/protocol.md §7), and it also keeps a masked item from tying with a target whose own
 score is -inf.
 
 Implementation note: instead of scattering -inf into a copy of the score
@@ -58,7 +58,7 @@ def _unique_history(history: jax.Array, targets: jax.Array) -> jax.Array:
   # A repeat equals its left neighbour once sorted; keep only the first copy
   # so an item bought twice is subtracted once.
   dup = jnp.concatenate([jnp.zeros_like(h[:, :1], dtype=bool), h[:, 1:] == h[:, :-1]], axis=1)
-  # The target is never excluded, even when the user had it before (SPEC 7).
+  # The target is never excluded, even when the user had it before (docs/protocol.md §7).
   keep = (~dup) & (h != targets[:, None]) & (h > 0)
   return jnp.where(keep, h, 0)
 
@@ -106,7 +106,7 @@ def compute_ranks_from_user_vectors(u: jax.Array, item_table: jax.Array, targets
                                     item_chunk: int = 8192) -> jax.Array:
   """``compute_ranks(u @ item_table.T, ...)`` without the ``[B, N + 1]`` matrix.
 
-  For catalogs too large to score at once (SPEC 9): tiles over items and adds
+  For catalogs too large to score at once (docs/protocol.md §9): tiles over items and adds
   per-tile counts; never sorts. Two passes over the tiles: the first reads the
   target's score out of the tile that holds it, so the threshold is bitwise the
   value the counting pass compares against (a separate ``u . e_target`` dot
@@ -189,7 +189,7 @@ def per_user_metrics(ranks: np.ndarray, ks: Sequence[int] = (5, 10, 20)) -> dict
 
 
 def metrics_from_ranks(ranks: np.ndarray, ks: Sequence[int] = (5, 10, 20)) -> dict[str, float]:
-  """HR@K and NDCG@K averaged over all users (SPEC 7).
+  """HR@K and NDCG@K averaged over all users (docs/protocol.md §7).
 
   Args:
     ranks: ``[U]`` int ranks (0 = best).
@@ -290,13 +290,13 @@ def evaluate(score_fn: ScoreFn, histories: Sequence[np.ndarray], targets: np.nda
              num_items: int, *, batch_size: int = 512, mask_history: bool = True,
              ks: Sequence[int] = (5, 10, 20), max_len: int = 50, progress: bool = False,
              return_ranks: bool = False, pass_user_index: bool = False):
-  """Full-ranking HR@K / NDCG@K of ``score_fn`` over all users (SPEC 7).
+  """Full-ranking HR@K / NDCG@K of ``score_fn`` over all users (docs/protocol.md §7).
 
   Users are processed in chunks of ``batch_size``; the last chunk is padded to
   the full size so the shapes are static (one compile of the model and of the
   ranking for each history-width bucket), and the pad rows' results are
   dropped. Ranks are computed on device; only the ``[B]`` int32 ranks come
-  back to the host. Results do not depend on ``batch_size`` (TRAPS 11).
+  back to the host. Results do not depend on ``batch_size`` (docs/protocol.md trap 11).
 
   ``score_fn`` contract:
 

@@ -10,7 +10,7 @@ writes, for every evaluated user of one split:
 * per-user HR@K / NDCG@K from :func:`evaluation.compute_ranks` and
   :func:`evaluation.per_user_metrics`, so their means are the evaluator's
   numbers,
-* per-head ranks: each head alone scores ``<F^h_t, x_v^h>`` (SPEC 3 without
+* per-head ranks: each head alone scores ``<F^h_t, x_v^h>`` (docs/protocol.md §3 without
   the gate), which says whether any single facet carries the model,
 
 plus the item facet sub-embeddings ``x_v^h`` ``[N + 1, H, d']`` and the
@@ -58,7 +58,7 @@ _CHANCE_SEED = 0
 
 
 def item_facet_embeddings(params: Any, model_cfg: ml_collections.ConfigDict) -> np.ndarray:
-  """Item facet sub-embeddings ``x_v^h`` (SPEC 3).
+  """Item facet sub-embeddings ``x_v^h`` (docs/protocol.md §3).
 
   Args:
     params: FAME params (``item_emb/embedding [N + 1, d]`` and, with

@@ -1,4 +1,4 @@
-"""Full-softmax cross-entropy over the item catalog (SPEC sections 4 and 9).
+"""Full-softmax cross-entropy over the item catalog (docs/protocol.md §4 and §9).
 
 The loss is almost all of the training work (the ``[T, d] x [d, N]`` product),
 so it lives here with interchangeable implementations of one signature::
@@ -9,7 +9,7 @@ so it lives here with interchangeable implementations of one signature::
 ``loss_sum = sum_t w_t * (logsumexp_{j in 1..N} h_t . e_j  -  h_t . e_{y_t})``
 and ``weight_sum = sum_t w_t``, where ``w_t`` is forced to 0 for pad targets
 (``y_t = 0``). The pad item (row 0) never takes part in the normaliser (its
-logit is -inf, TRAPS 4), and a pad target's logit is never used. Callers
+logit is -inf, docs/protocol.md trap 4), and a pad target's logit is never used. Callers
 divide ``loss_sum / weight_sum`` so that sums over devices or micro-batches
 stay exact.
 

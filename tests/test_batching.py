@@ -1,4 +1,4 @@
-"""Batching: packing keeps every example intact, regimes build what SPEC 4 says."""
+"""Batching: packing keeps every example intact, regimes build what docs/protocol.md §4 says."""
 
 import numpy as np
 import pytest

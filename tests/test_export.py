@@ -20,7 +20,7 @@ def _config(**overrides):
 
 @pytest.fixture(scope="module")
 def exported(tiny_trained_run, tmp_path_factory):
-  """The session's tiny trained run (tests/conftest.py) and its test-split export."""
+  """The shared tiny trained run (tests/conftest.py) and its test-split export."""
   config, workdir, results = tiny_trained_run
   out_dir = str(tmp_path_factory.mktemp("tiny_export"))
   manifest = export.export_run(config, workdir, out_dir)
@@ -179,7 +179,7 @@ def test_facet_recovery_is_computed_from_the_exported_gate(exported):
 
 @pytest.mark.slow
 @pytest.mark.xfail(strict=True, reason=(
-    "FINDING (issue 6): the learned gate collapses onto one head for every user "
+    "FINDING: the learned gate collapses onto one head for every user "
     "(default run: mean gate 0.9999 on head 2, per-head HR@10 of the other heads "
     "~0.07), so the top-gate head carries no facet information and recovery equals "
     "chance. strict: this test starts failing (XPASS) once the model recovers facets; "

@@ -1,6 +1,6 @@
 """Model contract tests: shapes, parameter counts, init, masking, packing, grads.
 
-Numerical agreement with the SPEC lives in ``test_model_reference.py``. Most
+Numerical agreement with docs/protocol.md lives in ``test_model_reference.py``. Most
 tests here use random parameter values built from ``jax.eval_shape`` (no init
 compile), so they stay fast on a shared CPU; the few that test the
 initialisation itself run the real ``init`` once per config.

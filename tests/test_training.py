@@ -29,7 +29,7 @@ def _config(**overrides):
 
 @pytest.fixture(scope="module")
 def tiny_run(tiny_trained_run):
-  """The session's uninterrupted tiny run (tests/conftest.py)."""
+  """The shared uninterrupted tiny run (tests/conftest.py)."""
   return tiny_trained_run
 
 
@@ -386,7 +386,7 @@ def test_one_device_equals_eight_devices():
 
 @pytest.mark.parametrize("examples", ["all_positions", "prefix_last"])
 def test_tiled_ranking_from_user_vectors_equals_full_scores(examples):
-  """The large-catalog path (user vectors + item tiles, SPEC 9) ranks like the dense scorer."""
+  """The large-catalog path (user vectors + item tiles, docs/protocol.md §9) ranks like the dense scorer."""
   config = _config()
   dataset, split, mesh, model, state = _model_state_batches(config)
   hist, tgt = split.eval_examples("test")

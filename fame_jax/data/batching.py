@@ -1,4 +1,4 @@
-"""Training batches: padding, packing and the two example regimes (SPEC section 4).
+"""Training batches: padding, packing and the two example regimes (docs/protocol.md §4).
 
 Every batch is a dict of int32/float32 numpy arrays of one static shape per
 regime, so the jitted train step compiles once:

@@ -1,4 +1,4 @@
-"""Preprocessing shared by every reader (SPEC section 6).
+"""Preprocessing shared by every reader (docs/protocol.md §6).
 
 Raw :class:`~fame_jax.data.readers.Interactions` -> :class:`Dataset`:
 chronological stable sort per user (when timestamps exist), optional iterative

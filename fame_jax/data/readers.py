@@ -2,7 +2,7 @@
 
 A reader only parses; ordering, k-core and renumbering live in
 :mod:`fame_jax.data.preprocess` so every format gets the same protocol
-(SPEC section 6). Every problem in a file is a :class:`DataError` naming the
+(docs/protocol.md §6). Every problem in a file is a :class:`DataError` naming the
 file, the 1-based line and the problem; nothing is skipped silently.
 
 Id rules:

@@ -1,4 +1,4 @@
-"""Leave-one-out split (SPEC section 6): the one place the split is defined."""
+"""Leave-one-out split (docs/protocol.md §6): the one place the split is defined."""
 
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ Prints one JSON object: users, items, interactions, average/min/max length,
 density, the preprocessing report (what each step dropped), the users the
 leave-one-out split drops as too short, and with ``--baselines`` the test
 HR@10 of popularity and of a first-order Markov chain (full ranking, history
-masked, ties against the target: the protocol of SPEC section 7), which is a
+masked, ties against the target: the protocol of docs/protocol.md §7), which is a
 cheap sanity check that a dataset's order carries signal.
 """
 
@@ -37,7 +37,7 @@ def statistics(ds: Dataset) -> dict[str, Any]:
 
 
 def _hr_at_k(scores_fn, split, num_items: int, k: int) -> float:
-  """Test HR@k with history masking and pessimistic ties (SPEC section 7)."""
+  """Test HR@k with history masking and pessimistic ties (docs/protocol.md §7)."""
   hits = 0
   for hist, target in zip(split.test_inputs, split.test_targets):
     scores = scores_fn(hist).astype(np.float64)

@@ -1,4 +1,4 @@
-"""The FAME sequential recommender (SPEC sections 1-3) and its score function.
+"""The FAME sequential recommender (docs/protocol.md §1-3) and its score function.
 
 ``FAME`` is a SASRec-style post-LN causal transformer whose last block is the
 FAME block: per head, ``E`` query experts share keys and values, a dense
@@ -123,7 +123,7 @@ def model_settings(cfg: Any) -> ModelSettings:
 def selector_init(key: jax.Array, shape: tuple[int, ...], dtype: Any = jnp.float32) -> jax.Array:
   """``W_f`` init whose head ``h`` picks chunk ``h``: ``W[h][h*d' + i, i] = 1``.
 
-  With it, ``linear`` facet projection starts equal to ``slice`` (SPEC 3),
+  With it, ``linear`` facet projection starts equal to ``slice`` (docs/protocol.md §3),
   and it is the layout the pre-training hand-off writes.
 
   Args:
@@ -141,7 +141,7 @@ def selector_init(key: jax.Array, shape: tuple[int, ...], dtype: Any = jnp.float
 
 
 def item_embedding_init(std: float) -> nn.initializers.Initializer:
-  """N(0, std) with the pad row 0 set to zero (SPEC section 4)."""
+  """N(0, std) with the pad row 0 set to zero (docs/protocol.md §4)."""
   base = layers.normal_init(std)
 
   def init(key, shape, dtype=jnp.float32):

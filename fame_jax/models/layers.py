@@ -25,7 +25,7 @@ MASK_VALUE = -1e9
 
 
 def normal_init(std: float) -> nn.initializers.Initializer:
-  """N(0, std) for weights and embeddings (SPEC section 4, RecBole)."""
+  """N(0, std) for weights and embeddings (docs/protocol.md §4, RecBole)."""
   return nn.initializers.normal(stddev=std)
 
 

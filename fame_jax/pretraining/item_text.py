@@ -1,7 +1,7 @@
-"""Item text and facet labels from item metadata (SPEC section 5.1 and 5.3).
+"""Item text and facet labels from item metadata (docs/protocol.md §5).
 
 Only ``Dataset.item_meta`` is read here -- never interactions -- so pre-training
-cannot see validation or test targets (TRAPS 7).
+cannot see validation or test targets (docs/protocol.md trap 7).
 
 Template language
 -----------------

@@ -1,4 +1,4 @@
-"""Stage 1 of FAME+: facet-aware pre-training of item embeddings (SPEC 5).
+"""Stage 1 of FAME+: facet-aware pre-training of item embeddings (docs/protocol.md §5).
 
 ``run_pretraining(config, dataset, workdir)``:
 
@@ -24,7 +24,7 @@ Batches: with ``pair_sampling`` (default) half of a batch is drawn from the
 items labelled for the step's facet and each of them brings a random partner
 sharing one of its values, so rare values (most brands) still meet a positive.
 
-Only item metadata is read, never interactions (TRAPS 7).
+Only item metadata is read, never interactions (docs/protocol.md trap 7).
 """
 
 from __future__ import annotations

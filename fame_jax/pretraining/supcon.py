@@ -1,4 +1,4 @@
-"""Facet projection heads and contrastive losses (SPEC section 5.4-5.5).
+"""Facet projection heads and contrastive losses (docs/protocol.md §5).
 
 * :class:`FacetProjectionHeads`: ``H`` two-layer MLPs ``P_h: 384 -> hidden ->
   d'`` (GELU) with stacked weights and einsums -- all heads at once, no Python

@@ -1,7 +1,7 @@
 """Train state and optimiser: built by one function for live and abstract use.
 
 Restoring a checkpoint needs an abstract target with exactly the structure of
-the live state (TRAPS 15), so both come from :func:`create_train_state`; the
+the live state (docs/protocol.md trap 15), so both come from :func:`create_train_state`; the
 abstract one is ``jax.eval_shape`` of the same call.
 """
 

@@ -51,7 +51,7 @@ def make_train_step(model: FAME, config: ml_collections.ConfigDict, mesh: Mesh) 
   """Returns the jitted ``train_step(state, batch, rng) -> (state, metrics)``.
 
   The loss is full-softmax cross-entropy over all items at every position with
-  ``weights > 0`` (SPEC section 4): the mean over real targets in the global
+  ``weights > 0`` (docs/protocol.md §4): the mean over real targets in the global
   batch. ``metrics`` holds ``loss_sum`` and ``weight_sum``.
   """
   loss_fn = make_loss_fn(model, config)
