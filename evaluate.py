@@ -3,6 +3,9 @@
   python evaluate.py --config configs/default.py --workdir runs/default --split test
   python evaluate.py ... --checkpoint latest        # or an epoch number
   python evaluate.py ... --split valid --export DIR  # + arrays/plots of that split and checkpoint
+
+Bad data, config, workdir or checkpoint: one line on stderr and exit 2
+(flags, config) or 1 (the rest); add --verbose for the traceback.
 """
 
 import json
@@ -11,10 +14,10 @@ if __name__ == "__main__":  # Before JAX loads: re-runs once with malloc on huge
   from fame_jax import runtime
   runtime.use_huge_pages()
 
-from absl import app, flags, logging
+from absl import flags, logging
 from ml_collections import config_flags
 
-from fame_jax.training import evaluate_workdir
+from fame_jax import cli
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (configs/*.py).", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory written by train.py.")
@@ -27,6 +30,7 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO.
+  from fame_jax.training import evaluate_workdir  # JAX loads after the flags are checked.
   metrics = evaluate_workdir(_CONFIG.value, _WORKDIR.value, _SPLIT.value, _CHECKPOINT.value)
   print(json.dumps(metrics, sort_keys=True))
   if _EXPORT.value:
@@ -37,4 +41,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)  # A user's error ends as one line on stderr (fame_jax/cli.py); --verbose: traceback.

@@ -5,6 +5,9 @@
   python train.py --config configs/sasrec.py:beauty --workdir runs/beauty_sasrec
   python train.py --config configs/beauty.py --print_config   # Resolved config, no training.
 
+Bad data, config, workdir or checkpoint: one line on stderr and exit 2
+(flags, config) or 1 (the rest); add --verbose for the traceback.
+
 Re-running the same command on an interrupted workdir resumes it; re-running
 a finished one with a larger --config.train.max_epochs continues it.
 """
@@ -13,12 +16,10 @@ if __name__ == "__main__":  # Before JAX loads: re-runs once with malloc on huge
   from fame_jax import runtime
   runtime.use_huge_pages()
 
-import sys
-
-from absl import app, flags, logging
+from absl import flags, logging
 from ml_collections import config_flags
 
-from fame_jax import config_tools
+from fame_jax import cli, config_tools
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (configs/*.py).", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (checkpoints, metrics, results).")
@@ -29,15 +30,6 @@ flags.mark_flag_as_required("config")
 flags.register_multi_flags_validator(
     ["workdir", "print_config"], lambda f: bool(f["workdir"]) or f["print_config"],
     message="--workdir is required (except with --print_config)")
-
-
-def _parse_flags(argv: list[str]) -> list[str]:
-  """absl's parser, after a one-line exit 2 for an override naming no config key."""
-  error = config_tools.unknown_override_error(argv)
-  if error:
-    print(f"{argv[0]}: {error}", file=sys.stderr)
-    sys.exit(2)
-  return app.parse_flags_with_usage(argv)
 
 
 def main(argv):
@@ -52,4 +44,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=_parse_flags)
+  cli.run(main)  # A user's error ends as one line on stderr (fame_jax/cli.py); --verbose: traceback.

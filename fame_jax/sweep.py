@@ -54,7 +54,9 @@ from typing import Any, Sequence
 
 import ml_collections
 
+from fame_jax import config_tools
 from fame_jax.analysis.seeds import mean_std
+from fame_jax.errors import ConfigError
 from fame_jax.training import loop
 from fame_jax.training.config_check import validate_config
 
@@ -63,16 +65,19 @@ _METRIC_COLUMNS = ("best_epoch", "valid/NDCG@10", "test/NDCG@10", "valid/HR@10",
                    "train_seconds")
 
 
-def _lookup(config: ml_collections.ConfigDict, key: str, flag: str = "--grid") -> Any:
+def _lookup(config: ml_collections.ConfigDict, key: str, flag: str = "--grid",
+            argument: str | None = None, source: str = "the config") -> Any:
+  """The value of field ``key``; a ConfigError naming the closest valid keys
+  (as train.py does, fame_jax.config_tools) for a key the config lacks."""
   node = config
-  parts = key.split(".")
-  for i, p in enumerate(parts):
+  for p in key.split("."):
     if not isinstance(node, ml_collections.ConfigDict) or p not in node:
-      raise KeyError(f"{flag} key {key!r} is not in the config (no field "
-                     f"{'.'.join(parts[:i + 1])!r})")
+      raise ConfigError(config_tools.unknown_key_error(key, argument or f"{flag} {key}", config,
+                                                       source=source)
+                        or f"{flag} key {key!r} is not in the config")
     node = node[p]
   if isinstance(node, ml_collections.ConfigDict):
-    raise KeyError(f"{flag} key {key!r} names a config section, not a field")
+    raise ConfigError(f"{flag} key {key!r} names a config section, not a field")
   return node
 
 
@@ -123,24 +128,25 @@ def parse_grid(specs: Sequence[str], config: ml_collections.ConfigDict) -> list[
     ``[(key, [typed values...]), ...]`` in flag order.
 
   Raises:
-    KeyError: a key that is not a config field (the message names it).
-    ValueError: a malformed spec, a repeated key, or a value of the wrong type.
+    ConfigError: (a ValueError) a key that is not a config field (the message
+      names it and the closest valid keys), a malformed spec, a repeated key,
+      or a value of the wrong type.
   """
   grid, seen = [], set()
   for spec in specs:
     if "=" not in spec:
-      raise ValueError(f"--grid {spec!r}: expected key=v1,v2,...")
+      raise ConfigError(f"--grid {spec!r}: expected key=v1,v2,...")
     key, values = spec.split("=", 1)
     key = key.strip()
     if key.startswith("config."):
       key = key[len("config."):]
     if key in seen:
-      raise ValueError(f"--grid key {key!r} given twice")
+      raise ConfigError(f"--grid key {key!r} given twice")
     seen.add(key)
     like = _lookup(config, key)
     parsed = [_parse_value(key, v, like) for v in values.split(",") if v.strip()]
     if not parsed:
-      raise ValueError(f"--grid {key}: no values")
+      raise ConfigError(f"--grid {key}: no values")
     grid.append((key, parsed))
   return grid
 
@@ -186,7 +192,7 @@ def run_sweep(config: ml_collections.ConfigDict, grid: Sequence[tuple[str, list[
     try:
       validate_config(c)
     except ValueError as e:
-      raise ValueError(f"sweep point {point_name(p)}: {e}") from e
+      raise ConfigError(f"sweep point {point_name(p)}: {e}") from e
     configs.append(c)
   os.makedirs(sweep_dir, exist_ok=True)
   rows = []
@@ -287,13 +293,13 @@ def load_config_file(spec: str) -> ml_collections.ConfigDict:
   return config
 
 
-def _apply_override(config: ml_collections.ConfigDict, arg: str) -> None:
+def _apply_override(config: ml_collections.ConfigDict, arg: str, source: str = "the config") -> None:
   if not arg.startswith("--config.") or "=" not in arg:
     raise ValueError(f"{arg!r} is not --config.key=value")
   key, text = arg[len("--config."):].split("=", 1)
   if key == "train.seed":
     raise ValueError("train.seed is set by --seeds (runs use seeds 0 .. N-1)")
-  like = _lookup(config, key, flag="override")
+  like = _lookup(config, key, flag="override", argument=arg, source=source)
   _set_field(config, key, _parse_value(key, text, like, flag="override"))
 
 
@@ -301,12 +307,12 @@ def parse_runs_file(path: str) -> list[Run]:
   """Reads and checks a runs file; every config is loaded and validated.
 
   Raises:
-    ValueError: one line, ``FILE:LINE: problem``, for the first bad line (a
+    ConfigError: (a ValueError) one line, ``FILE:LINE: problem``, for the first bad line (a
       missing config, an unknown key, a value of the wrong type, an invalid
       combination, a repeated name), or for a file without runs.
   """
   if not os.path.isfile(path):
-    raise ValueError(f"{path}: runs file not found")
+    raise ConfigError(f"{path}: runs file not found")
   runs: list[Run] = []
   seen: dict[str, str] = {}
   with open(path) as f:
@@ -315,28 +321,28 @@ def parse_runs_file(path: str) -> list[Run]:
       try:
         words = shlex.split(line, comments=True)
       except ValueError as e:  # An unclosed quote.
-        raise ValueError(f"{where}: {e}") from None
+        raise ConfigError(f"{where}: {e}") from None
       if not words:
         continue
       if len(words) < 2:
-        raise ValueError(f"{where}: expected NAME CONFIG [--config.key=value ...], got {line.strip()!r}")
+        raise ConfigError(f"{where}: expected NAME CONFIG [--config.key=value ...], got {line.strip()!r}")
       name, spec, overrides = words[0], words[1], tuple(words[2:])
       if not _NAME.match(name):
-        raise ValueError(f"{where}: run name {name!r} may hold only letters, digits and _ . + = -")
+        raise ConfigError(f"{where}: run name {name!r} may hold only letters, digits and _ . + = -")
       if name in seen:
-        raise ValueError(f"{where}: run name {name!r} repeats {seen[name]}")
+        raise ConfigError(f"{where}: run name {name!r} repeats {seen[name]}")
       seen[name] = where
       try:
         config = load_config_file(spec)
         for arg in overrides:
-          _apply_override(config, arg)
+          _apply_override(config, arg, source=spec)
         validate_config(config)
       except (KeyError, ValueError, TypeError) as e:
         problem = " ".join(part.strip() for part in str(e).strip('"').splitlines())  # One line.
-        raise ValueError(f"{where}: {name}: {problem}") from None
+        raise ConfigError(f"{where}: {name}: {problem}") from None
       runs.append(Run(name, spec, overrides, config, where))
   if not runs:
-    raise ValueError(f"{path}: no runs (lines NAME CONFIG [--config.key=value ...])")
+    raise ConfigError(f"{path}: no runs (lines NAME CONFIG [--config.key=value ...])")
   return runs
 
 
@@ -424,10 +430,7 @@ def main(argv: Sequence[str]) -> None:
       raise app.UsageError("--runs takes its configs from the runs file: give no --config or --grid")
     if _SEEDS.value < 1:
       raise app.UsageError(f"--seeds {_SEEDS.value}: must be >= 1")
-    try:
-      runs = parse_runs_file(_RUNS.value)
-    except ValueError as e:
-      raise SystemExit(str(e)) from None  # FILE:LINE: problem, one line.
+    runs = parse_runs_file(_RUNS.value)  # A bad line: ConfigError, FILE:LINE: problem.
     rows = run_list(runs, _SEEDS.value, _WORKDIR.value)
     with open(os.path.join(_WORKDIR.value, "runs.md")) as f:
       print(f.read())
@@ -444,8 +447,8 @@ def main(argv: Sequence[str]) -> None:
     raise app.UsageError("--seeds applies to --runs; a grid sets train.seed with --grid or --config")
   try:
     grid = parse_grid(_GRID.value or [], config)
-  except (KeyError, ValueError) as e:
-    raise app.UsageError(str(e).strip('"')) from None  # A message, not a traceback.
+  except ValueError as e:  # Includes ConfigError: one line through fame_jax.cli.
+    raise ConfigError(str(e)) from e
   if not grid:
     raise app.UsageError("give at least one --grid key=v1,v2,...")
   rows = run_sweep(config, grid, _WORKDIR.value)
@@ -467,4 +470,5 @@ if __name__ == "__main__":
   _SEEDS = flags.DEFINE_integer("seeds", 1, "With --runs: train each run at seeds 0 .. N-1.")
   _WORKDIR = flags.DEFINE_string("workdir", None, "Batch directory (one workdir per point or run).")
   flags.mark_flags_as_required(["workdir"])
-  app.run(main)
+  from fame_jax import cli
+  cli.run(main, prog="fame_jax.sweep")  # A user's error: one line on stderr; --verbose: traceback.

@@ -139,7 +139,9 @@ def test_run_list_aggregates_seeds_with_the_sample_std(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("line,match", [
     ("e2 configs/nothere.py", "e2: config file 'configs/nothere.py' not found"),
-    ("e2 configs/tiny.py --config.model.num_expertz=2", "e2: override key 'model.num_expertz'"),
+    ("e2 configs/tiny.py --config.model.num_expertz=2",
+     "e2: unknown config key 'model.num_expertz' in --config.model.num_expertz=2 (not in "
+     "configs/tiny.py); closest valid keys: model.num_experts"),
     ("e2 configs/tiny.py --config.model.num_experts=two", "e2: override model.num_experts: 'two' is not a int"),
     ("e2 configs/tiny.py --config.model.num_heads=3", "e2: invalid config: config.model.hidden_size=16 must be divisible"),
     ("e2 configs/tiny.py model.num_experts=2", "e2: 'model.num_experts=2' is not --config.key=value"),
@@ -190,7 +192,9 @@ def test_command_line_reports_a_bad_line_in_one_line(tmp_path):
   got = subprocess.run([sys.executable, "-m", "fame_jax.sweep", "--runs", bad, "--seeds", "3",
                         "--workdir", str(tmp_path / "w")], cwd=ROOT, env=env, capture_output=True,
                        text=True)
-  assert got.returncode == 1
-  assert got.stderr.strip().splitlines() == [f"{bad}:2: tiny: override key 'model.nope' is not in the "
-                                             "config (no field 'model.nope')"]
+  assert got.returncode == 2  # A config error (fame_jax/errors.py).
+  lines = got.stderr.strip().splitlines()
+  assert len(lines) == 1 and lines[0].startswith(
+      f"fame_jax.sweep: error: {bad}:2: tiny: unknown config key 'model.nope' in "
+      "--config.model.nope=1 (not in configs/tiny.py); closest valid keys: model."), lines
   assert not os.path.exists(tmp_path / "w")  # Nothing started.

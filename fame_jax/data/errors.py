@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import os
 
+from fame_jax.errors import UserError
 
-class DataError(ValueError):
+
+class DataError(UserError, ValueError):
   """Bad input data: names the file, the 1-based line (when known) and the problem.
 
   Readers raise this instead of skipping bad lines or letting numpy fail deep
-  inside, so a user can open the file at the reported line and fix it.
+  inside, so a user can open the file at the reported line and fix it. A
+  :class:`fame_jax.errors.UserError`: the command lines print it as one line.
   """
 
   def __init__(self, path: str | os.PathLike[str], problem: str,

@@ -12,6 +12,7 @@ from typing import Any
 import ml_collections
 
 from fame_jax import options
+from fame_jax.errors import ConfigError
 
 
 def _get(config: ml_collections.ConfigDict, dotted: str) -> Any:
@@ -26,7 +27,8 @@ def _get(config: ml_collections.ConfigDict, dotted: str) -> Any:
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
-  """Raises ``ValueError`` naming the field for any invalid setting."""
+  """Raises :class:`~fame_jax.errors.ConfigError` (a ``ValueError``) naming
+  the field for any invalid setting."""
   errors = []
   for opt in options.OPTIONS:
     if opt.choices is not None:
@@ -55,7 +57,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     errors.append("config.init.freeze_item_emb=True needs pre-trained item embeddings "
                   "(config.init.item_embeddings_from or config.pretrain.enabled)")
   if errors:
-    raise ValueError("invalid config:\n  " + "\n  ".join(errors))
+    raise ConfigError("invalid config:\n  " + "\n  ".join(errors))
 
 
 def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
