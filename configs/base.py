@@ -19,8 +19,9 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.data = ml_collections.ConfigDict()
   # Reader: "synthetic", "s3rec" (user item item ... lines), "movielens"
   # (ratings.dat/.csv + movies.dat/.csv), "amazon" (review JSON lines +
-  # metadata JSON), "recbole" (.inter/.item), "csv" (user,item,timestamp),
-  # or "tfds" (a built tensorflow-datasets dataset, see data.tfds_name).
+  # metadata JSON), "recbole" (.inter/.item), "csv"/"tsv"/"parquet" (any
+  # interaction log with a header, see data.columns), or "tfds" (a built
+  # tensorflow-datasets dataset, see data.tfds_name).
   c.data.format = "synthetic"
   c.data.name = "synthetic"  # Short name used in logs and results.
   c.data.path = ""  # Interactions file (or directory for recbole/movielens).
@@ -30,6 +31,14 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.data.attribute_names_path = ""  # *_attribute_names.tsv; "" = none.
   c.data.metadata_path = ""  # Format-specific metadata (movies.dat, Amazon meta).
   c.data.kcore = 0  # Iterative k-core on users and items; 0 = off.
+  # csv/tsv/parquet: the log's column of each role; "" = the first header
+  # column with a usual name (user_id, userId, reviewerID, ...).
+  c.data.columns = ml_collections.ConfigDict()
+  c.data.columns.user = ""  # User id column; "" = found by name.
+  c.data.columns.item = ""  # Item id column; "" = found by name.
+  c.data.columns.time = ""  # Time column (numbers or ISO-8601); "" = found by name.
+  c.data.dedup = "keep"  # csv/tsv/parquet repeated rows: "keep", "exact" or "user_item".
+  c.data.time_format = "auto"  # csv/tsv/parquet times: "auto", "numeric" or "iso8601".
   c.data.tfds_name = ""  # With format="tfds": builder name, e.g. "fame_beauty".
   c.data.tfds_data_dir = ""  # With format="tfds": tfds data_dir.
   c.data.max_len = 50  # Model window: the last max_len items of a sequence.

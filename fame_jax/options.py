@@ -45,9 +45,13 @@ class Option:
 
 
 OPTIONS: tuple[Option, ...] = (
-    # One reader per format (fame_jax/data/loading.py).
+    # One reader per format (fame_jax/data/loading.py); csv, tsv and parquet are
+    # read by fame_jax/data/tabular.py.
     Option("data.format", choices=("synthetic", "s3rec", "movielens", "amazon", "recbole", "csv",
-                                   "tfds")),
+                                   "tsv", "parquet", "tfds")),
+    # Tabular logs: which repeated rows are dropped, and how times are parsed.
+    Option("data.dedup", choices=("keep", "exact", "user_item")),
+    Option("data.time_format", choices=("auto", "numeric", "iso8601")),
     Option("model.hidden_size", shapes=True),
     Option("model.num_layers", shapes=True),
     Option("model.num_heads", shapes=True, label="H"),

@@ -185,7 +185,7 @@ def test_model_variant_names_sasrec_and_fame():
 
 
 @pytest.mark.parametrize("section,key,value", [
-    ("data", "format", "parquet"),
+    ("data", "format", "xml"),
     ("model", "facet_item_proj", "dot"),
     ("model", "facet_proj_init", "eye"),
     ("model", "gate", "softmax"),

@@ -85,17 +85,29 @@ def test_csv_sorts_by_timestamp_stably(tmp_path):
   ds = load_dataset(_cfg(format="csv", path=f))
   # User 1: t=10 (6, then 7 by file order), t=30 (5). Ids 5,6,7 -> 1,2,3.
   assert _seqs(ds) == [[2, 3, 1], [2, 1]]
-  sort = ds.report[1]
-  assert sort["step"] == "sort_by_timestamp" and sort["interactions_moved"] > 0
+  # The columnar reader's report first, then the shared preprocessing steps.
+  assert [r["step"] for r in ds.report] == ["read_table", "read", "sort_by_timestamp",
+                                            "renumber_items"]
+  assert ds.report[0]["columns"] == {"user": "user", "item": "item", "time": "timestamp"}
+  assert ds.report[2]["interactions_moved"] > 0
+
+
+def test_csv_string_ids_and_iso_times(tmp_path):
+  f = _write(tmp_path / "i.csv", "user_id,item_id,timestamp\nuser_196,B7,2021-03-01T10:00:00Z\n"
+             "user_196,A3,2021-02-01\nuser_2,A3,2021-01-05T00:00:00+01:00\n")
+  ds = load_dataset(_cfg(format="csv", path=f))
+  assert _seqs(ds) == [[1, 2], [1]]
+  assert list(ds.user_raw_ids) == ["user_196", "user_2"]
+  assert list(ds.item_raw_ids) == ["<pad>", "A3", "B7"]
+  assert ds.report[1]["user_id_type"] == ds.report[1]["item_id_type"] == "str"
 
 
 @pytest.mark.parametrize("text,line,problem", [
-    ("user,item\n1,2\n", 1, "missing required column"),
+    ("user,item\n1,2\n", 1, "no time column found by name"),
     ("user,item,timestamp\n", 1, "no data rows"),
-    ("user,item,timestamp\n1,2,3\n1,2\n", 3, "malformed line"),
-    ("user,item,timestamp\n1,2,3\n1,2,soon\n", 3, "non-numeric timestamp"),
-    ("user,item,timestamp\n1,2.5,3\n", 2, "non-integer item id"),
-    ("user,item,timestamp\n0,2,3\n", 2, "not positive"),
+    ("user,item,timestamp\n1,2,3\n1,2\n", 3, "2 fields, the header has 3"),
+    ("user,item,timestamp\n1,2,3\n1,2,soon\n", 3, "column 'timestamp': 'soon' is not a number"),
+    ("user,item,timestamp\n1,,3\n", 2, "column 'item': empty id"),
 ])
 def test_csv_bad_input(tmp_path, text, line, problem):
   f = _write(tmp_path / "bad.csv", text)
@@ -327,4 +339,4 @@ def test_leave_one_out_exact(tmp_path):
 
 def test_unknown_format():
   with pytest.raises(ValueError, match="data.format must be one of"):
-    load_dataset(_cfg(format="parquet", path="x"))
+    load_dataset(_cfg(format="xml", path="x"))

@@ -39,6 +39,12 @@ def _step(name: str, before: dict[str, int], after: dict[str, int],
   return out
 
 
+def id_types(integer_users: bool, integer_items: bool) -> dict[str, str]:
+  """The "read" step's record of the raw id types ("int" or "str")."""
+  return {"user_id_type": "int" if integer_users else "str",
+          "item_id_type": "int" if integer_items else "str"}
+
+
 def kcore_mask(user_codes: np.ndarray, item_codes: np.ndarray,
                k: int) -> tuple[np.ndarray, int]:
   """Iterative k-core: keeps interactions whose user and item both have >= k.
@@ -98,7 +104,8 @@ def preprocess(inter: Interactions, kcore: int = 0) -> Dataset:
   file_order = np.arange(len(user_codes))
 
   counts = _counts(user_codes, item_codes)
-  report.append(_step("read", counts, counts, source=inter.source))
+  report.append(_step("read", counts, counts, source=inter.source,
+                      **id_types(inter.integer_users, inter.integer_items)))
 
   if inter.timestamps is not None:
     # lexsort: last key is primary; file order breaks timestamp ties (stable).

@@ -5,8 +5,12 @@ A reader only parses; ordering, k-core and renumbering live in
 (docs/protocol.md §6). Every problem in a file is a :class:`DataError` naming the
 file, the 1-based line and the problem; nothing is skipped silently.
 
+Tabular logs (``csv``, ``tsv``, ``parquet``) are read by the columnar reader
+:mod:`fame_jax.data.tabular` instead; :func:`read_csv` here is only its
+literal reference in tests and benchmarks.
+
 Id rules:
-  * ``s3rec``, ``movielens`` and ``csv`` ids must be positive integers (0 is
+  * ``s3rec``, ``movielens`` and the reference ``read_csv`` ids must be positive integers (0 is
     the padding id downstream, so a 0 in a file is almost surely an off-by-one
     in whatever wrote it). Integer item ids are renumbered in ascending order,
     so S3-Rec files (already ``1..N``) keep their ids exactly.
@@ -61,6 +65,9 @@ class Interactions:
     timestamps: ``[M]`` float64, or ``None`` when the file is already in
       chronological order per user (S3-Rec lines).
     item_meta: raw item id -> {field: value}.
+    integer_users: whether the file's user ids are integers (``users`` holds
+      them as str either way); recorded so a workdir's vocab.json gives each
+      raw id the type it had in the file.
   """
 
   name: str
@@ -69,6 +76,7 @@ class Interactions:
   items: np.ndarray
   timestamps: np.ndarray | None
   item_meta: dict[Any, dict[str, Any]] = dataclasses.field(default_factory=dict)
+  integer_users: bool = False
 
   @property
   def integer_items(self) -> bool:
@@ -137,6 +145,7 @@ def _finish(name: str, path: PathLike, users: list[str], items: list[Any],
       items=np.asarray(items, dtype=np.int64 if integer else str),
       timestamps=(None if timestamps is None
                   else np.asarray(timestamps, dtype=np.float64)),
+      integer_users=integer,
   )
 
 
@@ -218,9 +227,13 @@ def read_s3rec(path: PathLike, name: str = "") -> Interactions:
 
 
 def read_csv(path: PathLike, name: str = "") -> Interactions:
-  """Reads a generic CSV with header ``user,item,timestamp`` (extra columns ok).
+  """The csv-module reference reader: header ``user,item,timestamp``.
 
-  Ids must be positive integers; timestamps any number (ties keep file order).
+  Not a ``data.format`` reader: ``csv``/``tsv``/``parquet`` logs are read by
+  :func:`fame_jax.data.tabular.read_table`. This one-row-at-a-time loop stays
+  as the slow literal reference that tests/test_tabular.py and
+  bench/read_tabular.py compare the columnar reader with. Ids must be
+  positive integers; timestamps any number (ties keep file order).
   """
   rows = _csv_rows(path, required=("user", "item", "timestamp"))
   users, items, ts = [], [], []

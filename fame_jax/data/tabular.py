@@ -21,6 +21,11 @@ returns):
   follows RFC 4180 quoting; TSV has no quoting (as the RecBole/attribute
   readers). The first line is the header (names stripped of spaces); empty
   lines are skipped; gzip content is detected by its magic bytes.
+* Columns: ``columns`` maps each role to a header column; a role mapped to
+  ``""`` takes the first header column whose name (ignoring case) is one of
+  :data:`AUTO_COLUMNS`'s names for it, and no such column is an error that
+  lists the header. The report's ``columns`` holds the names used and
+  ``columns_rule`` how each was chosen.
 * Ids: a column is read as text; if every distinct value is a canonical
   decimal integer (``0``, ``-7``, ``123``; no sign ``+``, no leading zeros,
   fits int64) the raw ids are int64, else they stay strings -- so ``007``
@@ -79,6 +84,18 @@ FORMATS = ("auto", "csv", "tsv", "parquet")
 DEDUP_MODES = ("keep", "exact", "user_item")
 TIME_FORMATS = ("auto", "numeric", "iso8601")
 DEFAULT_COLUMNS = {"user": "user_id", "item": "item_id", "time": "timestamp"}
+# A role mapped to "" takes the first header column (in header order) whose
+# name, ignoring case, is one of these: the names common interaction logs use
+# (MovieLens, Amazon reviews, RecBole atomic files, Kaggle-style exports).
+AUTO_COLUMNS = {
+    "user": ("user_id", "user", "userId", "uid", "reviewerID", "customer_id",
+             "visitor_id", "visitorid", "session_id", "user_id:token"),
+    "item": ("item_id", "item", "itemId", "iid", "movieId", "movie_id", "asin",
+             "product_id", "productId", "business_id", "track_id",
+             "article_id", "item_id:token"),
+    "time": ("timestamp", "time", "ts", "unixReviewTime", "datetime", "date",
+             "event_time", "created_at", "timestamp:float"),
+}
 
 # Canonical decimal integers only: "007" or "+7" would not print back as read.
 _CANONICAL_INT = r"^(0|-?[1-9][0-9]{0,18})$"
@@ -129,6 +146,7 @@ class InteractionTable:
         items=self.item_ids[self.item_index],
         timestamps=(None if self.timestamps is None
                     else self.timestamps.copy()),
+        integer_users=self.user_ids.dtype.kind in "iu",
     )
 
 
@@ -146,7 +164,8 @@ def read_table(path: PathLike,
   Args:
     path: a CSV/TSV file with a header (gzip allowed) or a Parquet file.
     columns: ``{"user": name, "item": name[, "time": name]}``, the file's
-      column for each role; default ``user_id``, ``item_id``, ``timestamp``.
+      column for each role, ``""`` = found by name (:data:`AUTO_COLUMNS`);
+      default ``user_id``, ``item_id``, ``timestamp``.
     fmt: "auto", "csv", "tsv" or "parquet".
     dedup: "keep", "exact" or "user_item" (see the module docstring).
     time_format: "auto", "numeric" or "iso8601".
@@ -332,6 +351,29 @@ def _one_line(text: str) -> str:
   return " ".join(str(text).split())
 
 
+def _resolve_columns(path: pathlib.Path, header: list[str],
+                     columns: dict[str, str], report: dict[str, Any],
+                     line: int | None) -> None:
+  """Fills each role mapped to ``""`` in place (see :data:`AUTO_COLUMNS`)."""
+  rules = {}
+  for role, given in columns.items():
+    if given:
+      rules[role] = "given"
+      continue
+    names = {n.lower() for n in AUTO_COLUMNS[role]}
+    found = [h for h in header if h.lower() in names]
+    if not found:
+      raise DataError(
+          path, f"no {role} column found by name (looked for "
+          f"{', '.join(AUTO_COLUMNS[role])}); the header's columns are "
+          f"{header}; name it with data.columns.{role}", line)
+    columns[role] = found[0]
+    rules[role] = (f"auto: first header column named like a {role} id"
+                   if role != "time" else
+                   "auto: first header column named like a time")
+  report["columns_rule"] = rules
+
+
 def _read_text(path, fmt, columns, roles, time_format, report):
   """pyarrow.csv read of the mapped columns; returns (columns, kind, rule)."""
   import pyarrow as pa
@@ -344,6 +386,7 @@ def _read_text(path, fmt, columns, roles, time_format, report):
     raise DataError(path, "empty file") from None
   header = [h.strip() for h in header]
   report["header"] = header
+  _resolve_columns(path, header, columns, report, line=1)
   wanted = {role: columns[role] for role in roles}
   missing = [f"{c!r} ({role})" for role, c in wanted.items() if c not in header]
   if missing:
@@ -447,6 +490,7 @@ def _read_parquet(path, columns, roles, time_format, report):
                     ) from None
   names = list(schema.names)
   report["header"] = names
+  _resolve_columns(path, names, columns, report, line=None)
   wanted = {role: columns[role] for role in roles}
   missing = [f"{c!r} ({role})" for role, c in wanted.items() if c not in names]
   if missing:
@@ -787,8 +831,10 @@ def preprocess_table(table: InteractionTable, kcore: int = 0) -> Dataset:
   items = table.item_index
   report = []
   counts = _counts(users, items)
-  report.append(preprocess_lib._step("read", counts, counts,
-                                     source=table.source))
+  report.append(preprocess_lib._step(
+      "read", counts, counts, source=table.source,
+      **preprocess_lib.id_types(table.user_ids.dtype.kind in "iu",
+                                table.item_ids.dtype.kind in "iu")))
   order = user_time_order(users, table.timestamps)
   if table.timestamps is not None:
     # Files grouped by user (as MovieLens ships) need no second sort here.

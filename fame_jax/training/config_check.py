@@ -71,7 +71,10 @@ def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
 
 # Config keys added after runs were made, each with the value that rebuilds
 # those runs' model; a stored config.json without the key means that value.
-ADDED_DEFAULTS = {"model.output_norm_scale": 1.0}
+ADDED_DEFAULTS = {"model.output_norm_scale": 1.0,
+                  # Tabular-log options; these values read a log as before they existed.
+                  "data.columns.user": "", "data.columns.item": "", "data.columns.time": "",
+                  "data.dedup": "keep", "data.time_format": "auto"}
 
 
 def with_added_defaults(stored: dict, keep_deleted: bool = False) -> dict:
