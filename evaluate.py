@@ -1,8 +1,14 @@
 """Evaluates a trained workdir with full ranking and prints the metrics as JSON.
 
-  python evaluate.py --config configs/default.py --workdir runs/default --split test
+  python evaluate.py --workdir runs/default --split test
   python evaluate.py ... --checkpoint latest        # or an epoch number
   python evaluate.py ... --split valid --export DIR  # + arrays/plots of that split and checkpoint
+
+The workdir holds what evaluation needs: its config.json, the data it was
+trained on (vocab.json, histories.npz) and its checkpoints. A --config given
+anyway (with overrides) must agree with config.json except in settings that
+do not change what was trained (eval.batch_size, data paths); a differing key
+is an error naming it.
 
 Bad data, config, workdir or checkpoint: one line on stderr and exit 2
 (flags, config) or 1 (the rest); add --verbose for the traceback.
@@ -19,12 +25,14 @@ from ml_collections import config_flags
 
 from fame_jax import cli
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (configs/*.py).", lock_config=True)
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Optional: default = the workdir's config.json; a given config file "
+    "(configs/*.py, with overrides) is checked against it.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory written by train.py.")
 _SPLIT = flags.DEFINE_enum("split", "test", ["valid", "test"], "Which split to rank.")
 _CHECKPOINT = flags.DEFINE_string("checkpoint", "best", "'best', 'latest' or an epoch number.")
 _EXPORT = flags.DEFINE_string("export", None, "Also export arrays and plots to this directory.")
-flags.mark_flags_as_required(["config", "workdir"])
+flags.mark_flags_as_required(["workdir"])
 
 
 def main(argv):

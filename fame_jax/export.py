@@ -1,7 +1,9 @@
 """Looking inside a trained FAME run: export arrays, per-head metrics, plots.
 
 ``export_run(config, workdir, out_dir)`` restores a workdir's checkpoint and
-writes, for every evaluated user of one split:
+writes, for every evaluated user of one split (``config=None``: the
+workdir's own ``config.json``; the data comes from the workdir's
+``vocab.json`` and ``histories.npz``, see :mod:`fame_jax.workdir`):
 
 * the gate weights ``[H]`` and each head's router weights ``[H, E]`` at the
   user's last real position (the position the evaluator scores),
@@ -38,6 +40,7 @@ import ml_collections
 import numpy as np
 
 from fame_jax import evaluation
+from fame_jax import workdir as workdir_lib
 from fame_jax.models import FAME, score_items
 from fame_jax.models.fame import model_settings
 from fame_jax.training import loop
@@ -274,12 +277,14 @@ def routing_summary(router: np.ndarray, gate: np.ndarray | None = None,
   return out
 
 
-def export_run(config: ml_collections.ConfigDict, workdir: str, out_dir: str, split: str = "test",
+def export_run(config: ml_collections.ConfigDict | None, workdir: str, out_dir: str, split: str = "test",
                checkpoint: str = "best", chunk_size: int = 0, plots: bool = True) -> dict[str, Any]:
   """Exports a trained workdir's checkpoint for inspection (see module doc).
 
   Args:
-    config: the config the workdir was trained with.
+    config: the config the workdir was trained with; ``None`` = its
+      ``config.json``. A given config must agree with it except in settings
+      that do not change what was trained (``loop._RESUMABLE_DIFFS``).
     workdir: a ``train.py`` workdir.
     out_dir: created if missing; receives ``arrays.npz``, ``manifest.json``
       and the PNG plots.
@@ -294,12 +299,13 @@ def export_run(config: ml_collections.ConfigDict, workdir: str, out_dir: str, sp
     ``head_metrics`` (each head alone), ``facet_recovery`` (synthetic world
     with facet heads only), ``notes`` and ``plots``.
   """
-  validate_config(config)
   if split not in ("valid", "test"):
     raise ValueError(f"split must be 'valid' or 'test', got {split!r}")
   workdir = os.path.abspath(workdir)
+  config = workdir_lib.resolve_config(workdir, config, loop._RESUMABLE_DIFFS)  # pylint: disable=protected-access
+  validate_config(config)
   os.makedirs(out_dir, exist_ok=True)
-  dataset, sp = loop.load_data(config)
+  dataset, sp = workdir_lib.load_run_data(config, workdir)
   num_items = dataset.num_items
   params = loop.restore_params(config, workdir, num_items, checkpoint)
   s = model_settings(config.model)

@@ -186,9 +186,10 @@ def test_evaluate_reproduces_results_and_rejects_mismatched_config(tiny_run):
   test = loop.evaluate_workdir(config, workdir, "test")
   for k, v in test.items():
     assert v == pytest.approx(results[k], abs=1e-7), k
-  with pytest.raises(ValueError, match="(?s)does not fit.*model.hidden_size"):
+  # A given config must agree with the workdir's config.json (fame_jax/workdir.py).
+  with pytest.raises(ValueError, match="differs from .*config.json.*model.hidden_size: 16 -> 32"):
     loop.evaluate_workdir(_config(**{"model.hidden_size": 32}), workdir, "test")
-  with pytest.raises(ValueError, match="(?s)does not fit.*items: checkpoint has 120"):
+  with pytest.raises(ValueError, match="data.synthetic.num_items: 120 -> 150"):
     loop.evaluate_workdir(_config(**{"data.synthetic.num_items": 150}), workdir, "test")
 
 

@@ -5,8 +5,10 @@ An epoch = one pass over the training examples in an order fixed by
 validation NDCG@10 after ``patience_evals`` evaluations without a new best;
 then the best checkpoint is evaluated on validation and test.
 
-Workdir contents: ``config.json`` (resolved config), ``metrics.jsonl`` (one
-line per epoch), ``checkpoints/{latest,best}`` (Orbax), ``results.json`` and
+Workdir contents: ``config.json`` (resolved config), ``vocab.json``,
+``histories.npz`` and ``preprocessing.json`` (the data as trained on, see
+:mod:`fame_jax.workdir`), ``metrics.jsonl`` (one line per epoch),
+``checkpoints/{latest,best}`` (Orbax), ``results.json`` and
 ``training_curves.png``. Re-running on an interrupted workdir resumes from the
 latest checkpoint and replays exactly what an uninterrupted run would have
 done; a finished workdir (``results.json`` present) is not retrained.
@@ -34,6 +36,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from fame_jax import evaluation, options, parallel
+from fame_jax import workdir as workdir_lib
 from fame_jax.data import batching
 from fame_jax.data.dataset import Dataset
 from fame_jax.data.loading import load_data
@@ -114,11 +117,11 @@ def _check_stored_config(config: ml_collections.ConfigDict, workdir: str) -> Non
 
 
 def _prepare_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
-  """Writes ``config.json``, or checks the stored one still matches."""
+  """Writes ``config.json`` (atomically), or checks the stored one still matches."""
   os.makedirs(workdir, exist_ok=True)
   _check_stored_config(config, workdir)
-  with open(os.path.join(workdir, "config.json"), "w") as f:
-    json.dump(json.loads(config.to_json_best_effort()), f, indent=2, sort_keys=True)
+  workdir_lib.write_json_atomic(os.path.join(workdir, workdir_lib.CONFIG_FILE),
+                                json.loads(config.to_json_best_effort()))
 
 
 def finished_run_continues(results: dict, rows: list[dict],
@@ -237,12 +240,16 @@ def _finished_run(config: ml_collections.ConfigDict, workdir: str) -> tuple[dict
 
 
 def _load_data(config: ml_collections.ConfigDict, workdir: str) -> tuple[Dataset, Split]:
-  """Loads the dataset and its split; records them in ``data_summary.json``.
+  """Loads the dataset and its split; records them in the workdir.
 
-  The summary's item count is what :func:`fame_jax.training.checkpoints.check_fits`
-  later compares with the dataset of an evaluation command.
+  ``vocab.json``, ``histories.npz`` and ``preprocessing.json`` are written on a
+  fresh run; a resumed run must load the same data
+  (:func:`fame_jax.workdir.write_or_check_data_files`). ``data_summary.json``'s
+  item count is what :func:`fame_jax.training.checkpoints.check_fits` later
+  compares with the dataset of an evaluation command.
   """
   dataset, split = load_data(config)
+  workdir_lib.write_or_check_data_files(workdir, config.data, dataset, split)
   with open(os.path.join(workdir, "data_summary.json"), "w") as f:
     json.dump({k: v for k, v in dataset.statistics().items() if k != "preprocessing"}
               | {"split_dropped_users": split.dropped_users}, f, indent=2)
@@ -439,9 +446,9 @@ def _final_evaluation(run: _Run, state: Any, tracker: dict, rows: list[dict]) ->
 
 
 def _write_results(run: _Run, results: dict[str, Any], rows: list[dict]) -> None:
-  """Writes ``results.json`` and ``training_curves.png``; closes the checkpoints."""
-  with open(os.path.join(run.workdir, "results.json"), "w") as f:
-    json.dump(results, f, indent=2, sort_keys=True)
+  """Writes ``results.json`` (atomically: its presence marks a finished run) and
+  ``training_curves.png``; closes the checkpoints."""
+  workdir_lib.write_json_atomic(os.path.join(run.workdir, "results.json"), results)
   _plot_curves(rows, os.path.join(run.workdir, "training_curves.png"))
   run.ckpts.close()
   _log("test: " + ", ".join(f"{k}={results[k]:.4f}" for k in sorted(results) if k.startswith("test/")))
@@ -468,17 +475,28 @@ def _plot_curves(rows: list[dict], path: str) -> None:
   plt.close(fig)
 
 
-def evaluate_workdir(config: ml_collections.ConfigDict, workdir: str, split_name: str = "test",
+def evaluate_workdir(config: ml_collections.ConfigDict | None, workdir: str, split_name: str = "test",
                      checkpoint: str = "best") -> dict[str, float]:
   """Evaluates a trained workdir's checkpoint (``best``, ``latest`` or an epoch).
 
+  Args:
+    config: ``None`` = the workdir's own ``config.json``; a given config must
+      agree with it except in :data:`_RESUMABLE_DIFFS` (e.g. ``eval.batch_size``).
+    workdir: a ``train.py`` workdir. Its ``vocab.json`` and ``histories.npz``
+      give the data (runs made before they existed load the config's data).
+    split_name: ``"valid"`` or ``"test"``.
+    checkpoint: ``"best"``, ``"latest"`` or an epoch number.
+
   Raises:
+    WorkdirError: the given config differs from the stored one (one line
+      naming each key, ``key: stored -> given``), or the workdir lacks its files.
     ValueError: if the checkpoint does not fit the config (e.g. a different
       item count, hidden size or head/expert count).
   """
-  validate_config(config)
   workdir = os.path.abspath(workdir)
-  dataset, split = load_data(config)
+  config = workdir_lib.resolve_config(workdir, config, _RESUMABLE_DIFFS)
+  validate_config(config)
+  dataset, split = workdir_lib.load_run_data(config, workdir)
   params = restore_params(config, workdir, dataset.num_items, checkpoint)
   model = FAME(cfg=config.model, num_items=dataset.num_items)
   return _evaluate_split(model, params, config, split, split_name, dataset.num_items, progress=True)
