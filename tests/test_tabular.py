@@ -351,6 +351,22 @@ def test_bad_ids_and_row_width(tmp_path):
   assert _error(f) == f"{f}, line 3: 4 fields, the header has 3"
 
 
+def test_columns_found_by_name(tmp_path):
+  # "" = the first header column, in header order, with a usual name (any case).
+  f = _write(tmp_path / "a.csv", "rating,UserID,asin,item_id,Timestamp\n5,u1,A,x,3\n4,u1,B,y,2\n")
+  table, report = tabular.read_table(f, columns={"user": "", "item": "", "time": ""})
+  assert report["columns"] == {"user": "UserID", "item": "asin", "time": "Timestamp"}
+  assert report["columns_rule"]["user"].startswith("auto")
+  assert _rows(table) == [("u1", "A", 3.0), ("u1", "B", 2.0)]
+  _, report = tabular.read_table(f, columns={"user": "", "item": "item_id", "time": ""})
+  assert report["columns"]["item"] == "item_id" and report["columns_rule"]["item"] == "given"
+  f = _write(tmp_path / "b.csv", "who,what,when\n1,2,3\n")
+  assert _error(f, columns={"user": "", "item": "what"}) == (
+      f"{f}, line 1: no user column found by name (looked for "
+      + ", ".join(tabular.AUTO_COLUMNS["user"]) + "); the header's columns are "
+      "['who', 'what', 'when']; name it with data.columns.user")
+
+
 def test_missing_column_empty_file_and_header_only(tmp_path):
   f = _write(tmp_path / "a.csv", "userId,movieId,rating\n1,2,3\n")
   assert _error(f, columns=ML) == (
