@@ -6,3 +6,14 @@ import higher ones.
 """
 
 __version__ = "0.1.0"
+
+__all__ = ["Recommender"]
+
+
+def __getattr__(name: str):
+  # ``from fame_jax import Recommender`` loads JAX and the model; a plain
+  # ``import fame_jax`` (the command lines' error path, configs) stays cheap.
+  if name == "Recommender":
+    from fame_jax.recommender import Recommender
+    return Recommender
+  raise AttributeError(f"module 'fame_jax' has no attribute {name!r}")
