@@ -186,6 +186,8 @@ def test_model_variant_names_sasrec_and_fame():
 
 @pytest.mark.parametrize("section,key,value", [
     ("data", "format", "xml"),
+    ("data", "dedup", "first"),
+    ("data", "time_format", "unix"),
     ("model", "facet_item_proj", "dot"),
     ("model", "facet_proj_init", "eye"),
     ("model", "gate", "softmax"),
