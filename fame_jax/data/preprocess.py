@@ -175,3 +175,56 @@ def map_item_meta(raw_meta: dict[Any, dict[str, Any]],
     for f, v in raw_meta.get(raw, {}).items():
       out[f][new] = v
   return out
+
+
+def console_lines(report: list[dict[str, Any]], split_dropped_users: int | None = None,
+                  split_users: int | None = None) -> list[str]:
+  """One console line per preprocessing step: what it kept and what it dropped.
+
+  The report (``Dataset.report``) holds the same counts for the workdir; these
+  lines put them where a user looks, so a user or item that a step drops (a
+  k-core, the split's users with fewer than 3 interactions) is never dropped
+  silently.
+
+  Args:
+    report: ``Dataset.report``, one dict per step with ``users_before``,
+      ``users_after`` etc. (steps without counts are shown by their fields).
+    split_dropped_users: users the leave-one-out split dropped
+      (``Split.dropped_users``); ``None`` = no split line.
+    split_users: users the split kept (``len(Split.users)``).
+
+  Returns:
+    Lines such as ``"data: kcore(5): dropped 12 users, 30 items, 410
+    interactions (3 passes); kept 1,988 users, 1,203 items, 30,112
+    interactions"``.
+  """
+  kinds = ("users", "items", "interactions")
+  lines = []
+  for step in report:
+    name = step.get("step", "?")
+    # The counts a step records besides before/after (passes, rows_read, ...);
+    # its settings and rules stay in the report.
+    details = ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in step.items()
+                        if isinstance(v, int) and not isinstance(v, bool)
+                        and not k.endswith(("_before", "_after")))
+    if "source" in step:
+      details = f"{details}, from {step['source']}" if details else f"from {step['source']}"
+    if not all(f"{k}_before" in step and f"{k}_after" in step for k in kinds):
+      lines.append(f"data: {name}: {details}")
+      continue
+    kept = ", ".join(f"{step[f'{k}_after']:,} {k}" for k in kinds)
+    if name == "read" or name.startswith("generate"):
+      lines.append(f"data: {name}: {kept}" + (f" ({details})" if details else ""))
+      continue
+    dropped = [f"{step[f'{k}_before'] - step[f'{k}_after']:,} {k}" for k in kinds
+               if step[f"{k}_before"] != step[f"{k}_after"]]
+    if dropped:
+      lines.append(f"data: {name}: dropped {', '.join(dropped)}" + (f" ({details})" if details else "")
+                   + f"; kept {kept}")
+    else:  # A step that only reorders or renames.
+      lines.append(f"data: {name}: {details or 'nothing dropped'}")
+  if split_dropped_users is not None:
+    kept = f"; kept {split_users:,} users" if split_users is not None else ""
+    lines.append(f"data: leave-one-out split: dropped {split_dropped_users:,} users with fewer than "
+                 f"3 interactions (no training item besides the validation and test targets){kept}")
+  return lines

@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
+import sys
 import time
 from typing import Any
 
@@ -38,9 +40,12 @@ from tqdm.auto import tqdm
 from fame_jax import evaluation, options, parallel
 from fame_jax import workdir as workdir_lib
 from fame_jax.data import batching
+from fame_jax.data import preprocess as preprocess_lib
 from fame_jax.data.dataset import Dataset
+from fame_jax.data.errors import DataError
 from fame_jax.data.loading import load_data
 from fame_jax.data.split import Split
+from fame_jax.errors import DivergedError
 from fame_jax.models import FAME, count_params
 from fame_jax.training import checkpoints as ckpt_lib
 from fame_jax.training import state as state_lib
@@ -61,6 +66,68 @@ _RESUMABLE_DIFFS = ("train.max_epochs", "train.patience_evals", "train.log_every
 
 def _log(msg: str) -> None:
   tqdm.write(msg)
+
+
+def _show_progress(config: ml_collections.ConfigDict) -> bool:
+  """tqdm bars only where a person watches a terminal: redirected to a file,
+  their carriage-return frames would interleave with the log lines, so a
+  non-TTY stderr gets the plain per-epoch lines of :func:`_fit` alone."""
+  return bool(config.train.get("progress", True)) and sys.stderr.isatty()
+
+
+# An epoch's mean training loss above this many times ln(num_items) warns that
+# training diverges: a model that scores every item alike has loss ln(N), so
+# 3 ln(N) is far worse than guessing. A healthy run starts near ln(N) and falls.
+LOSS_WARNING_FACTOR = 3.0
+
+
+def loss_warning(epoch: int, loss: float, num_items: int,
+                 train_cfg: ml_collections.ConfigDict) -> str | None:
+  """The warning line for a diverging epoch loss (see :data:`LOSS_WARNING_FACTOR`),
+  or ``None`` when ``loss`` is below the limit."""
+  limit = LOSS_WARNING_FACTOR * math.log(num_items)
+  if not loss > limit:
+    return None
+  return (f"warning: epoch {epoch} mean training loss {loss:.4g} is above "
+          f"{LOSS_WARNING_FACTOR:g} x ln({num_items} items) = {limit:.2f} (a uniform guess scores "
+          f"{math.log(num_items):.2f}): training is diverging; lower train.learning_rate (now "
+          f"{train_cfg.learning_rate:g}) or set train.grad_clip_norm (now {train_cfg.grad_clip_norm:g})")
+
+
+def divergence_message(step: int, epoch: int, latest_epoch: int | None, checkpoint_dir: str,
+                       train_cfg: ml_collections.ConfigDict) -> str:
+  """The one-line reason a run stopped on a non-finite loss: which checkpoint is
+  kept (only if one was saved) and what to change."""
+  what = f"non-finite training loss at step {step} (epoch {epoch}); training stopped"
+  change = (f"Lower train.learning_rate (now {train_cfg.learning_rate:g}) or set "
+            f"train.grad_clip_norm (now {train_cfg.grad_clip_norm:g})")
+  if latest_epoch is None:
+    return (f"{what} before any checkpoint was saved (no epoch finished). {change}, and train in "
+            "a new --workdir")
+  return (f"{what}. The last good checkpoint, of epoch {latest_epoch}, is kept in "
+          f"{checkpoint_dir}/latest. {change}, and train in a new --workdir")
+
+
+def progress_postfix(rows: list[dict], tracker: dict) -> dict[str, str]:
+  """The epoch bar's postfix: last loss, the LAST validation with its epoch
+  (``0.0712@ep12``; an epoch without validation does not show ``nan``), best epoch."""
+  out = {"loss": f"{rows[-1]['loss']:.4f}"} if rows else {}
+  validated = [r for r in rows if "valid/NDCG@10" in r]
+  out["ndcg10"] = (f"{validated[-1]['valid/NDCG@10']:.4f}@ep{validated[-1]['epoch']}"
+                   if validated else "-")
+  out["best"] = f"ep{tracker['best_epoch']}" if tracker.get("best_epoch") else "-"
+  return out
+
+
+def _log_data(config: ml_collections.ConfigDict, dataset: Dataset, split: Split) -> None:
+  """One console line per preprocessing step and for the split, each with what
+  it dropped; a DataError when the split leaves no user to train on."""
+  for line in preprocess_lib.console_lines(dataset.report, split.dropped_users, len(split.users)):
+    _log(line)
+  if not len(split.users):
+    raise DataError(config.data.path or config.data.name,
+                    f"no user of {dataset.num_users:,} has the 3 interactions the leave-one-out split "
+                    "needs (a training, a validation and a test item)")
 
 
 def model_variant(model_cfg: ml_collections.ConfigDict) -> str:
@@ -171,6 +238,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     return results
   _prepare_workdir(config, workdir)
   dataset, split = _load_data(config, workdir)
+  _log_data(config, dataset, split)
   run, state = _build_model_and_state(config, workdir, dataset, split)
   state, tracker, rows, epochs_done = _restore_or_init(run, state, finished_epoch)
   state, stopped_after = _fit(run, state, tracker, rows, epochs_done)
@@ -277,7 +345,7 @@ def _build_model_and_state(config: ml_collections.ConfigDict, workdir: str, data
   ckpts = ckpt_lib.Checkpoints(os.path.join(workdir, "checkpoints"), config.train.keep_checkpoints)
   run = _Run(config=config, workdir=workdir, dataset=dataset, split=split, mesh=mesh,
              batcher=batcher, model=model, init_rng=init_rng, step_rng=step_rng, ckpts=ckpts,
-             progress=bool(config.train.get("progress", True)))
+             progress=_show_progress(config))
   return run, jax.device_put(state, parallel.replicated(mesh))
 
 
@@ -350,9 +418,12 @@ def _fit(run: _Run, state: Any, tracker: dict, rows: list[dict], epochs_done: in
     ``(state, stopped_after)``: the last state, and the epoch the run paused
     after (``None`` when it ended).
 
+  Each epoch also logs one plain line (loss, seconds, validation), and a
+  warning line when its loss diverges (:func:`loss_warning`).
+
   Raises:
-    FloatingPointError: a non-finite training loss (the last good checkpoint
-      stays).
+    DivergedError: (a FloatingPointError) a non-finite training loss; the
+      message names the last good checkpoint only if one was saved.
   """
   config, ckpts, mesh = run.config, run.ckpts, run.mesh
   start_epoch = epochs_done + 1
@@ -380,10 +451,8 @@ def _fit(run: _Run, state: Any, tracker: dict, rows: list[dict], epochs_done: in
     bad = np.flatnonzero(~np.isfinite(loss_sums))
     if len(bad):
       ckpts.wait()
-      raise FloatingPointError(
-          f"non-finite training loss at step {first_step + int(bad[0])} (epoch {epoch}); "
-          f"stopping. The last good checkpoint (epoch {ckpts.latest_epoch()}) is kept in "
-          f"{ckpts.directory}/latest")
+      raise DivergedError(divergence_message(first_step + int(bad[0]), epoch, ckpts.latest_epoch(),
+                                             ckpts.directory, config.train))
     train_seconds = time.time() - t0
     tracker["train_seconds"] += train_seconds
     row = {"epoch": epoch, "step": int(state.step), "loss": float(loss_sums.sum() / weight_sums.sum()),
@@ -403,11 +472,14 @@ def _fit(run: _Run, state: Any, tracker: dict, rows: list[dict], epochs_done: in
     rows.append(row)
     _write_metrics(run.metrics_path, rows)
     ckpts.save_latest(epoch, state, {"epoch": epoch, "tracker": tracker, "seed": config.train.seed})
-    epoch_bar.set_postfix(loss=f"{row['loss']:.4f}", ndcg10=f"{row.get('valid/NDCG@10', float('nan')):.4f}",
-                          best=tracker["best_epoch"])
-    _log(f"epoch {epoch}: loss {row['loss']:.4f}, {train_seconds:.1f}s"
+    epoch_bar.set_postfix(progress_postfix(rows, tracker))
+    _log(f"epoch {epoch}/{config.train.max_epochs}: loss {row['loss']:.4f}, {train_seconds:.1f}s"
          + (f", valid NDCG@10 {row['valid/NDCG@10']:.4f} HR@10 {row['valid/HR@10']:.4f}"
-            if "valid/NDCG@10" in row else ""))
+            if "valid/NDCG@10" in row else "")
+         + (f" (best epoch {tracker['best_epoch']})" if tracker["best_epoch"] else ""))
+    warning = loss_warning(epoch, row["loss"], run.dataset.num_items, config.train)
+    if warning:
+      _log(warning)
     if epoch == config.train.stop_after_epoch and not stopped_early and epoch < config.train.max_epochs:
       epoch_bar.close()
       return state, epoch
@@ -499,7 +571,8 @@ def evaluate_workdir(config: ml_collections.ConfigDict | None, workdir: str, spl
   dataset, split = workdir_lib.load_run_data(config, workdir)
   params = restore_params(config, workdir, dataset.num_items, checkpoint)
   model = FAME(cfg=config.model, num_items=dataset.num_items)
-  return _evaluate_split(model, params, config, split, split_name, dataset.num_items, progress=True)
+  return _evaluate_split(model, params, config, split, split_name, dataset.num_items,
+                         progress=sys.stderr.isatty())  # No tqdm frames in a redirected log.
 
 
 def restore_params(config: ml_collections.ConfigDict, workdir: str, num_items: int,

@@ -1,0 +1,137 @@
+"""What training tells its user: honest stop messages, divergence warnings,
+what preprocessing dropped, the last validation in the progress bar, and
+plain lines (no tqdm frames) when the output is not a terminal."""
+
+from __future__ import annotations
+
+import math
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from configs import tiny
+from fame_jax.data import preprocess
+from fame_jax.data.readers import Interactions
+from fame_jax.data.split import leave_one_out
+from fame_jax.training import loop
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _train_py(tmp_path, *overrides: str) -> subprocess.CompletedProcess:
+  """train.py on configs/tiny.py, stdout and stderr pipes (not a terminal).
+
+  One layer and one expert: the train step, compiled once per run, is what
+  these runs spend their time on (a third of tiny's two layers and two experts).
+  """
+  env = dict(os.environ, PYTHONPATH=str(ROOT), FAME_JAX_HUGEPAGES="0")
+  env.pop("FAME_JAX_VERBOSE", None)
+  return subprocess.run(
+      [sys.executable, "train.py", "--config", "configs/tiny.py", f"--workdir={tmp_path / 'run'}",
+       "--config.model.num_layers=1", "--config.model.num_experts=1", *overrides],
+      cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+
+def _s3rec_file(path: pathlib.Path) -> pathlib.Path:
+  """60 ordinary users over items 1..20, plus: user 61 with 2 interactions (the
+  split drops it), user 62 with the only use of item 50 (a 2-core drops the
+  item), user 63 with 1 interaction (a 2-core drops the user)."""
+  rng = np.random.default_rng(0)
+  lines = [" ".join(map(str, [u, *rng.integers(1, 21, size=rng.integers(4, 9))])) for u in range(1, 61)]
+  lines += ["61 1 2", "62 1 2 3 50", "63 4"]
+  path.write_text("\n".join(lines) + "\n")
+  return path
+
+
+def test_redirected_output_is_plain_lines_with_drops_and_a_divergence_warning(tmp_path):
+  data = _s3rec_file(tmp_path / "log.txt")
+  # learning_rate 3 on the tiny model: the loss explodes to ~1e3 but stays finite.
+  out = _train_py(tmp_path, "--config.data.format=s3rec", f"--config.data.path={data}",
+                  "--config.data.kcore=2", "--config.train.learning_rate=3.0",
+                  "--config.train.max_epochs=2", "--config.train.eval_every_epochs=2",
+                  "--config.train.progress=True")
+  assert out.returncode == 0, out.stderr
+  text = out.stdout + out.stderr
+  assert "\r" not in text  # No tqdm frames although train.progress=True.
+  lines = out.stdout.splitlines()
+  assert any(l.startswith("data: read: 63 users, 21 items") for l in lines), lines
+  kcore = [l for l in lines if l.startswith("data: kcore(2): ")]
+  assert len(kcore) == 1 and kcore[0].startswith(
+      "data: kcore(2): dropped 1 users, 1 items, 2 interactions"), kcore
+  split = [l for l in lines if l.startswith("data: leave-one-out split: ")]
+  assert split == ["data: leave-one-out split: dropped 1 users with fewer than 3 interactions "
+                   "(no training item besides the validation and test targets); kept 61 users"]
+  epoch1 = [l for l in lines if l.startswith("epoch 1/2: loss ")]
+  epoch2 = [l for l in lines if l.startswith("epoch 2/2: loss ")]
+  assert len(epoch1) == 1 and "valid" not in epoch1[0] and "nan" not in epoch1[0]
+  assert len(epoch2) == 1 and "valid NDCG@10 " in epoch2[0]
+  warnings = [l for l in lines if l.startswith("warning: epoch ")]
+  assert warnings and all(f"3 x ln(20 items) = {3 * math.log(20):.2f}" in w for w in warnings)
+  assert all("train.learning_rate (now 3)" in w for w in warnings)
+
+
+def test_nan_stop_without_a_checkpoint_says_none_was_saved(tmp_path):
+  out = _train_py(tmp_path, "--config.train.learning_rate=1e10", "--config.train.max_epochs=1")
+  assert out.returncode == 1, out.stderr
+  last = out.stderr.strip().splitlines()[-1]
+  assert last.startswith("train.py: error: non-finite training loss at step 1 (epoch 1)"), last
+  assert "before any checkpoint was saved" in last and "train.learning_rate (now 1e+10)" in last
+  assert "None" not in out.stderr and "Traceback" not in out.stderr
+
+
+def test_divergence_message_names_a_saved_checkpoint_only():
+  cfg = tiny.get_config().train
+  saved = loop.divergence_message(812, 5, 4, "/r/checkpoints", cfg)
+  assert "The last good checkpoint, of epoch 4, is kept in /r/checkpoints/latest" in saved
+  assert "step 812 (epoch 5)" in saved and "train.learning_rate (now 0.01)" in saved
+  none = loop.divergence_message(3, 1, None, "/r/checkpoints", cfg)
+  assert "before any checkpoint was saved" in none and "None" not in none
+  assert "\n" not in saved + none
+
+
+def test_loss_warning_rule():
+  cfg = tiny.get_config().train
+  limit = loop.LOSS_WARNING_FACTOR * math.log(1000)
+  assert loop.loss_warning(1, math.log(1000), 1000, cfg) is None  # A uniform guess.
+  assert loop.loss_warning(1, limit * 0.99, 1000, cfg) is None
+  assert loop.loss_warning(1, float("nan"), 1000, cfg) is None  # Non-finite: the stop's job.
+  line = loop.loss_warning(7, limit * 1.01, 1000, cfg)
+  assert line.startswith("warning: epoch 7 mean training loss") and f"{limit:.2f}" in line
+
+
+def test_progress_postfix_shows_the_last_validation_not_nan():
+  rows = [{"epoch": 1, "loss": 5.0},
+          {"epoch": 2, "loss": 4.0, "valid/NDCG@10": 0.0712},
+          {"epoch": 3, "loss": 3.5}]
+  assert loop.progress_postfix(rows, {"best_epoch": 2}) == {
+      "loss": "3.5000", "ndcg10": "0.0712@ep2", "best": "ep2"}
+  assert loop.progress_postfix(rows[:1], {"best_epoch": 0}) == {
+      "loss": "5.0000", "ndcg10": "-", "best": "-"}
+
+
+@pytest.mark.parametrize("tty,setting,shown", [
+    (True, True, True), (False, True, False), (True, False, False)])
+def test_progress_bars_only_on_a_terminal(monkeypatch, tty, setting, shown):
+  monkeypatch.setattr(sys.stderr, "isatty", lambda: tty, raising=False)
+  config = tiny.get_config()
+  config.train.progress = setting
+  assert loop._show_progress(config) is shown  # pylint: disable=protected-access
+
+
+def test_console_lines_count_every_drop():
+  inter = Interactions(name="x", source="f.txt",
+                       users=np.asarray(["a"] * 3 + ["b"] + ["c"] * 3 + ["d"] * 2, dtype=object),
+                       items=np.asarray([1, 2, 3, 9, 1, 2, 3, 1, 2]), timestamps=None)
+  ds = preprocess.preprocess(inter, kcore=2)
+  split = leave_one_out(ds.sequences)
+  lines = preprocess.console_lines(ds.report, split.dropped_users, len(split.users))
+  assert lines[0] == "data: read: 4 users, 4 items, 9 interactions (from f.txt)"
+  assert lines[1] == ("data: kcore(2): dropped 1 users, 1 items, 1 interactions (passes 2); "
+                      "kept 3 users, 3 items, 8 interactions")
+  assert lines[-1].startswith("data: leave-one-out split: dropped 1 users with fewer than 3")
+  assert lines[-1].endswith("kept 2 users")
+  assert len(lines) == len(ds.report) + 1
