@@ -92,7 +92,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.train.loss_impl = "dense"  # "dense" or "chunked" (tiles over items).
   c.train.loss_chunk_items = 8192  # Item tile for loss_impl="chunked".
   c.train.log_every_steps = 50  # Progress-bar refresh.
-  c.train.keep_checkpoints = 1  # Latest checkpoints kept (best kept apart).
+  c.train.keep_checkpoints = 2  # Latest checkpoints kept (2: a damaged newest falls back); best kept apart.
   c.train.progress = True  # tqdm progress bars for epochs and steps.
   # Stop, resumable, after this epoch (split a long run into parts; the same
   # command then resumes it); 0 = run to the end.

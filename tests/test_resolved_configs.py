@@ -36,6 +36,14 @@ ADDED_KEYS = {
     "data.time_format": "tabular logs: how the time column is parsed ('auto')",
 }
 
+# Defaults changed after the stored copy was taken: {key: (stored, now, why)}.
+# Only keys that never change a result (bookkeeping) may be listed, and only
+# exactly this change of value is accepted.
+CHANGED_BOOKKEEPING = {
+    "train.keep_checkpoints": (1, 2, "two latest checkpoints, so a resume whose newest is damaged "
+                                     "on disk falls back to the one before"),
+}
+
 
 def _resolve(name: str) -> dict:
   """``name`` ("beauty", "sasrec:ml1m") resolved as train.py resolves it, as JSON."""
@@ -48,7 +56,8 @@ def _changes(stored: dict, current: dict) -> list[str]:
   """``key: stored -> current`` for every difference outside :data:`DELETED`."""
   diffs = config_tools.differences(config_tools.flatten(stored), config_tools.flatten(current))
   return [f"{k}: {a!r} -> {b!r}" for k, a, b in diffs
-          if k not in DELETED and not (k in ADDED_KEYS and k not in config_tools.flatten(stored))]
+          if k not in DELETED and not (k in ADDED_KEYS and k not in config_tools.flatten(stored))
+          and not (k in CHANGED_BOOKKEEPING and CHANGED_BOOKKEEPING[k][:2] == (a, b))]
 
 
 def test_added_keys_are_new_and_in_the_base_config():
@@ -58,6 +67,20 @@ def test_added_keys_are_new_and_in_the_base_config():
     assert key in base, f"{key} is listed as added but configs/base.py lacks it"
     for name, stored in STORED.items():
       assert key not in config_tools.flatten(stored), f"{key} is in the stored {name}: not added"
+
+
+def test_changed_bookkeeping_defaults_are_the_base_config_s_and_only_that_change_passes():
+  from configs.base import get_base_config
+  base = config_tools.flatten(json.loads(get_base_config().to_json_best_effort()))
+  for key, (old, new, _) in CHANGED_BOOKKEEPING.items():
+    assert base[key] == new, key
+    assert all(config_tools.flatten(stored)[key] == old for stored in STORED.values()), key
+  stored = STORED["beauty"]
+  current = json.loads(json.dumps(stored))
+  current["train"]["keep_checkpoints"] = 2  # The listed change: accepted.
+  assert _changes(stored, current) == []
+  current["train"]["keep_checkpoints"] = 3  # Any other value: reported.
+  assert _changes(stored, current) == ["train.keep_checkpoints: 1 -> 3"]
 
 
 def test_ignored_keys_are_the_deletions_the_stored_copy_predates():

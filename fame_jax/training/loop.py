@@ -355,8 +355,11 @@ def _restore_or_init(run: _Run, fresh_state: Any, finished_epoch: int | None
 
   Resuming restores the state and the early-stopping tracker and cuts
   ``metrics.jsonl`` back to the checkpoint's epoch (an interrupted epoch may
-  have logged a row after it). A fresh start takes the initial params (with
-  the pre-training hand-off when configured) and empties ``metrics.jsonl``.
+  have logged a row after it). When the newest checkpoint cannot be restored
+  (damaged on disk), the one before it is used with a warning and the epochs
+  after it are replayed exactly (:meth:`Checkpoints.resume`). A fresh start
+  takes the initial params (with the pre-training hand-off when configured)
+  and empties ``metrics.jsonl``.
 
   Args:
     run: the run's fixed parts.
@@ -369,14 +372,25 @@ def _restore_or_init(run: _Run, fresh_state: Any, finished_epoch: int | None
     ``(state, tracker, rows, epochs_done)``: the replicated train state, the
     tracker (best NDCG@10 and epoch, validations since the best, training
     seconds), the metric rows of the epochs already run and their number.
+
+  Raises:
+    CheckpointError: no ``latest`` checkpoint restores (each tried one and
+      the folder to remove are named).
   """
   ckpts = run.ckpts
   if finished_epoch is not None and ckpts.latest_epoch() != finished_epoch:
     raise ValueError(
         f"cannot continue the finished run in {run.workdir}: it ran {finished_epoch} epochs but its "
         f"latest checkpoint is {ckpts.latest_epoch()} ({ckpts.directory}/latest); use a new --workdir")
-  if ckpts.latest_epoch() is not None:
-    state, meta = ckpts.restore_latest(ckpt_lib.abstract_like(fresh_state))
+  # The newest checkpoint that restores; a damaged newer one is reported and
+  # set aside, and the epochs after the older one are replayed exactly.
+  try:
+    restored = ckpts.resume(ckpt_lib.abstract_like(fresh_state), log=_log)
+  except ckpt_lib.CheckpointError:
+    ckpts.close()  # No Orbax thread left to print at exit.
+    raise
+  if restored is not None:
+    state, meta = restored
     epochs_done = int(meta["epoch"])
     _write_metrics(run.metrics_path, _read_metrics(run.metrics_path, epochs_done))
     _log(f"resuming {run.workdir} after epoch {epochs_done} (step {int(state.step)})")
@@ -491,7 +505,11 @@ def _fit(run: _Run, state: Any, tracker: dict, rows: list[dict], epochs_done: in
 def _final_evaluation(run: _Run, state: Any, tracker: dict, rows: list[dict]) -> dict[str, Any]:
   """Evaluates the best checkpoint on validation and test: ``results.json``'s content."""
   config = run.config
-  params, meta = run.ckpts.restore_best(ckpt_lib.abstract_like(state.params))
+  try:
+    params, meta = run.ckpts.restore_best(ckpt_lib.abstract_like(state.params))
+  except ckpt_lib.CheckpointError:
+    run.ckpts.close()  # No Orbax thread left to print at exit.
+    raise
   results: dict[str, Any] = {}
   for which in ("valid", "test"):
     results.update(_evaluate_split(run.model, params, config, run.split, which,
