@@ -113,26 +113,28 @@ def test_resumed_run_refuses_changed_data(tiny_trained_run, tmp_path):
 # ------------------------------------------------------------------ a tabular log
 
 
-def _write_log(path, duplicates=60):
-  """3,000 rows: 300 users x 10 events over 200 items, string ids, ISO times.
+def _write_log(path):
+  """3,000 rows of 300 users and 200 items, string ids, ISO-8601 times.
 
-  The last ``duplicates`` rows repeat earlier rows exactly; 40 more rows
-  repeat a (user, item) pair at a later time.
+  Each user has 9 distinct items at distinct times (2,700 rows); then 240
+  rows repeat a (user, item) pair at a later time and 60 rows repeat an
+  earlier row exactly, spread over the file.
   """
   rng = np.random.default_rng(0)
   rows = []
   for u in rng.permutation(300):
-    items = rng.choice(200, size=10, replace=False)
-    days = np.sort(rng.choice(365, size=10, replace=False))
+    items = rng.choice(200, size=9, replace=False)
+    days = np.sort(rng.choice(365, size=9, replace=False))
     for it, day in zip(items, days):
       t = np.datetime64("2021-01-01T00:00:00") + np.timedelta64(int(day), "D") \
           + np.timedelta64(int(rng.integers(86_400)), "s")
       rows.append((f"user_{u}", f"item_{it}", f"{t}Z"))
-  base = len(rows) - duplicates - 40
-  rows = rows[:base]
-  again = [rows[i] for i in rng.choice(base, size=40, replace=False)]
-  rows += [(u, i, "2022-06-01T12:00:00Z") for u, i, _ in again]
-  rows += [rows[i] for i in rng.choice(base, size=duplicates, replace=False)]
+  again = [(u, i, "2022-06-01T12:00:00Z") for u, i, _ in
+           (rows[k] for k in rng.choice(len(rows), size=240, replace=False))]
+  exact = [rows[k] for k in rng.choice(len(rows), size=60, replace=False)]
+  extra = again + exact
+  for k in rng.permutation(len(extra)):  # Anywhere after the row they repeat.
+    rows.append(extra[k])
   path.write_text("user_id,item_id,timestamp,rating\n"
                   + "".join(f"{u},{i},{t},5\n" for u, i, t in rows))
   return rows
@@ -150,7 +152,8 @@ def _log_config(path, **data):
 def test_string_id_log_trains_and_evaluates_without_the_file(tmp_path):
   log = tmp_path / "log.csv"
   rows = _write_log(log)
-  assert len(rows) == 3000
+  assert len(rows) == 3000 and len({u for u, _, _ in rows}) == 300
+  assert len({i for _, i, _ in rows}) == 200
   config = _log_config(log, dedup="exact")
   workdir = str(tmp_path / "run")
   results = loop.train_and_evaluate(config, workdir)
@@ -165,13 +168,19 @@ def test_string_id_log_trains_and_evaluates_without_the_file(tmp_path):
   assert report["choices"]["dedup"] == "exact" and report["choices"]["time_format_used"] == "iso8601"
   assert report["reader"]["rows_read"] == 3000 and report["reader"]["duplicates_dropped"] == 60
   assert report["result"]["interactions"] == 2940
+  loop._load_data(config, workdir)  # A resume that reads the same log: accepted.
+  with open(log, "a") as f:
+    f.write("user_new,item_1,2023-01-01T00:00:00Z,5\n")
+  with pytest.raises(WorkdirError, match=rf"the data changed.*vocab\.json differs.*users has "
+                     rf"{len(vocab.users) + 1} entries, the stored {len(vocab.users)}"):
+    loop._load_data(config, workdir)
   os.remove(log)  # The workdir alone evaluates the run.
   metrics = loop.evaluate_workdir(None, workdir, "test")
   for k in TEST_KEYS:
     assert metrics[k] == pytest.approx(results[k], abs=1e-6), k
 
 
-@pytest.mark.parametrize("mode,dropped", [("keep", 0), ("exact", 60), ("user_item", 100)])
+@pytest.mark.parametrize("mode,dropped", [("keep", 0), ("exact", 60), ("user_item", 300)])
 def test_each_dedup_mode_is_recorded(tmp_path, mode, dropped):
   log = tmp_path / "log.csv"
   _write_log(log)
