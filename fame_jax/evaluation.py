@@ -35,6 +35,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from fame_jax import parallel
+
 ScoreFn = Callable[..., object]
 
 
@@ -124,40 +126,106 @@ def compute_ranks_from_user_vectors(u: jax.Array, item_table: jax.Array, targets
   Returns:
     ``[B]`` int32 ranks, equal to ``compute_ranks`` on the full scores.
   """
-  n1, d = item_table.shape
-  b = u.shape[0]
-  chunk = int(min(item_chunk, n1))
-  num_tiles = -(-n1 // chunk)
-  # Tile padding rows are zeros and are excluded by id below (id >= N + 1).
-  table = jnp.pad(item_table, ((0, num_tiles * chunk - n1), (0, 0))).reshape(num_tiles, chunk, d)
+  return ranks_on_rows(u, item_table, targets, history, jnp.int32(0), item_table.shape[0],
+                       mask_history, item_chunk)
+
+
+def ranks_on_rows(u: jax.Array, item_table: jax.Array, targets: jax.Array, history: jax.Array,
+                  offset: jax.Array, n1: int, mask_history: bool, item_chunk: int,
+                  axis_name: str | None = None) -> jax.Array:
+  """The ranks of :func:`compute_ranks_from_user_vectors` from rows ``offset ..`` of the table.
+
+  With ``axis_name`` (inside ``shard_map``, ``item_table`` being this
+  device's rows of a row-sharded table starting at global id ``offset``) the
+  target scores and the counts are summed over the axis: each shard counts
+  its own candidates, and nothing but ``[B]`` vectors crosses devices.
+
+  Args:
+    u: ``[B, d]`` user vectors (the same on every device).
+    item_table: ``[rows, d]``.
+    targets: ``[B]`` int32 in ``1..N``.
+    history: ``[B, H]`` int32 items to exclude, zero-padded.
+    offset: int32 scalar global id of row 0.
+    n1: ``N + 1``; rows at or past it are padding, never ranked.
+    mask_history: exclude ``history`` items (static).
+    item_chunk: items per tile (static).
+    axis_name: mesh axis the table is sharded over, or None.
+
+  Returns:
+    ``[B]`` int32 ranks.
+  """
   targets = targets.astype(jnp.int32)
   uniq = (_unique_history(history.astype(jnp.int32), targets) if mask_history
-          else jnp.zeros((b, 1), jnp.int32))
+          else jnp.zeros((u.shape[0], 1), jnp.int32))
+  total = (lambda x: jax.lax.psum(x, axis_name)) if axis_name else (lambda x: x)
+  t = total(target_scores(u, item_table, targets, offset, item_chunk, axis_name))
+  rank = total(count_at_or_above(u, item_table, targets, uniq, t, offset, n1, item_chunk,
+                                 axis_name))
+  return _nan_is_worst(rank, t, n1 - 1)
+
+
+def _score_tiles(item_table: jax.Array, item_chunk: int):
+  """``(tiles [K, C, d], C, rows)``: the table zero-padded to whole tiles."""
+  rows, d = item_table.shape
+  chunk = int(min(item_chunk, rows))
+  num_tiles = -(-rows // chunk)
+  tiles = jnp.pad(item_table, ((0, num_tiles * chunk - rows), (0, 0))).reshape(num_tiles, chunk, d)
+  return tiles, chunk, rows
+
+
+def target_scores(u: jax.Array, item_table: jax.Array, targets: jax.Array, offset: jax.Array,
+                  item_chunk: int, axis_name: str | None = None) -> jax.Array:
+  """``[B]`` scores ``u_b . e_{target_b}`` read out of the score tiles.
+
+  The rows of ``item_table`` are global items ``offset ..``; a target outside
+  them reads 0, so over the shards of a row-sharded table the per-shard
+  results add up to the target's score exactly (one nonzero term). Read out of
+  the same ``[B, C]`` tile products the counting pass compares, the threshold
+  is bitwise the value counted against (a separate ``u . e_target`` dot may
+  round differently and flip ties).
+  """
+  tiles, chunk, _ = _score_tiles(item_table, item_chunk)
   local = jnp.arange(chunk, dtype=jnp.int32)
 
-  def tile_scores(k):
-    return u @ table[k].T, k * chunk + local  # [B, C], [C]
-
   def find_target(k, t):
-    s, ids = tile_scores(k)
+    ids = offset + k * chunk + local
     hit = ids[None, :] == targets[:, None]
-    # Exactly one tile/column holds each target, so this sum is a copy.
-    return t + jnp.sum(jnp.where(hit, s, 0), axis=1)
+    # Exactly one tile/column (of one shard) holds each target: a copy.
+    return t + jnp.sum(jnp.where(hit, u @ tiles[k].T, 0), axis=1)
 
-  t = jax.lax.fori_loop(0, num_tiles, find_target, jnp.zeros((b,), u.dtype))[:, None]
+  init = parallel.vary(jnp.zeros((u.shape[0],), u.dtype), axis_name)
+  return jax.lax.fori_loop(0, tiles.shape[0], find_target, init)
+
+
+def count_at_or_above(u: jax.Array, item_table: jax.Array, targets: jax.Array, uniq: jax.Array,
+                      t: jax.Array, offset: jax.Array, n1: int, item_chunk: int,
+                      axis_name: str | None = None) -> jax.Array:
+  """``[B]`` int32 count of this table's candidates scoring ``>= t`` (the rank rule).
+
+  Candidates are the rows whose global id (``offset + row``) is in ``1..N``
+  (``n1 = N + 1``; rows past it are a sharded table's padding), minus the
+  target and the de-duplicated history ``uniq`` (:func:`_unique_history`).
+  Counts of the shards of a row-sharded table add up to the rank.
+  """
+  tiles, chunk, rows = _score_tiles(item_table, item_chunk)
+  local = jnp.arange(chunk, dtype=jnp.int32)
+  t = t[:, None]
 
   def count(k, rank):
-    s, ids = tile_scores(k)
-    ok = (ids[None, :] != 0) & (ids[None, :] < n1) & (ids[None, :] != targets[:, None])
+    s = u @ tiles[k].T  # [B, C]
+    start = offset + k * chunk
+    ids = start + local
+    ok = ((k * chunk + local < rows) & (ids != 0) & (ids < n1))[None, :] & (
+        ids[None, :] != targets[:, None])
     rank = rank + jnp.sum((s >= t) & ok, axis=1, dtype=jnp.int32)
     # History items in this tile: gather their (identical) scores by local id.
-    start = k * chunk
-    in_tile = (uniq > 0) & (uniq >= start) & (uniq < start + chunk)
+    # History ids are real items (< n1), so they never hit padding rows.
+    in_tile = (uniq > 0) & (uniq >= start) & (uniq < start + chunk) & (uniq - offset < rows)
     hs = jnp.take_along_axis(s, jnp.clip(uniq - start, 0, chunk - 1), axis=1)
     return rank - jnp.sum(in_tile & (hs >= t), axis=1, dtype=jnp.int32)
 
-  rank = jax.lax.fori_loop(0, num_tiles, count, jnp.zeros((b,), jnp.int32))
-  return _nan_is_worst(rank, t[:, 0], n1 - 1)
+  init = parallel.vary(jnp.zeros((u.shape[0],), jnp.int32), axis_name)
+  return jax.lax.fori_loop(0, tiles.shape[0], count, init)
 
 
 _compute_ranks_jit = jax.jit(compute_ranks, static_argnames=("mask_history",))
@@ -289,7 +357,8 @@ class _Histories:
 def evaluate(score_fn: ScoreFn, histories: Sequence[np.ndarray], targets: np.ndarray,
              num_items: int, *, batch_size: int = 512, mask_history: bool = True,
              ks: Sequence[int] = (5, 10, 20), max_len: int = 50, progress: bool = False,
-             return_ranks: bool = False, pass_user_index: bool = False):
+             return_ranks: bool = False, pass_user_index: bool = False,
+             rank_fn: Callable | None = None):
   """Full-ranking HR@K / NDCG@K of ``score_fn`` over all users (docs/protocol.md §7).
 
   Users are processed in chunks of ``batch_size``; the last chunk is padded to
@@ -309,6 +378,14 @@ def evaluate(score_fn: ScoreFn, histories: Sequence[np.ndarray], targets: np.nda
     ``user_index`` ``[B]`` int32 positions into ``histories`` (pad rows get
     0), for callers whose scores come from precomputed per-user state (e.g.
     the eval benchmark's user-vector table).
+
+  * ``rank_fn`` given: ``score_fn`` is unused (pass None) and
+    ``rank_fn(inputs, lengths, targets [B], history [B, W]) -> [B]`` int32
+    computes the ranks itself from the same chunk (``history`` zero-padded,
+    or ``[B, 1]`` zeros without masking), following the rank rule above:
+    e.g. a row-sharded item table's per-shard counts
+    (``fame_jax.sharded_table``), where a ``[B, N + 1]`` score matrix is
+    never formed.
 
   Args:
     score_fn: see above.
@@ -371,15 +448,18 @@ def evaluate(score_fn: ScoreFn, histories: Sequence[np.ndarray], targets: np.nda
       full[~real] = 0
     else:
       full = np.zeros((bsz, 1), np.int32)
-    if pass_user_index:
-      scores = score_fn(inputs, lengths, rows.astype(np.int32))
+    if rank_fn is not None:
+      r = rank_fn(inputs, lengths, tgt, full)
     else:
-      scores = score_fn(inputs, lengths)
-    if tuple(scores.shape) != (bsz, num_items + 1):
-      raise ValueError(f"evaluate: score_fn returned shape {tuple(scores.shape)}, expected "
-                       f"{(bsz, num_items + 1)} (batch, num_items + 1 with column 0 = pad)")
-    r = _compute_ranks_jit(jnp.asarray(scores), jnp.asarray(tgt), jnp.asarray(full),
-                           mask_history=mask_history)
+      if pass_user_index:
+        scores = score_fn(inputs, lengths, rows.astype(np.int32))
+      else:
+        scores = score_fn(inputs, lengths)
+      if tuple(scores.shape) != (bsz, num_items + 1):
+        raise ValueError(f"evaluate: score_fn returned shape {tuple(scores.shape)}, expected "
+                         f"{(bsz, num_items + 1)} (batch, num_items + 1 with column 0 = pad)")
+      r = _compute_ranks_jit(jnp.asarray(scores), jnp.asarray(tgt), jnp.asarray(full),
+                             mask_history=mask_history)
     # Keep ranks on device until the end so dispatch of the next chunk
     # overlaps this one's compute; only [B] ints per chunk are held.
     device_ranks.append((r, hi - lo))

@@ -19,6 +19,10 @@ stay exact.
   memory is ``O(T x chunk)`` (plus the ``[N + 1, d]`` gradient that any
   implementation must return) instead of ``O(T x N)``.
 
+The tiled logsumexp also serves one shard of a row-sharded table
+(:func:`masked_logsumexp` with the shard's first item id;
+``fame_jax.sharded_table`` combines the shards' pieces).
+
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
-from fame_jax import options
+from fame_jax import options, parallel
 
 LossFn = Callable[[jax.Array, jax.Array, jax.Array, jax.Array], tuple[jax.Array, jax.Array]]
 
@@ -49,8 +53,9 @@ def _target_logits(h: jax.Array, item_table: jax.Array, targets: jax.Array) -> j
   return jnp.sum(h.astype(jnp.float32) * e.astype(jnp.float32), axis=-1)
 
 
-def _reduce(lse: jax.Array, tgt: jax.Array, targets: jax.Array,
-            weights: jax.Array) -> tuple[jax.Array, jax.Array]:
+def reduce_terms(lse: jax.Array, tgt: jax.Array, targets: jax.Array,
+                 weights: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """``(loss_sum, weight_sum)`` from the per-target ``lse [T]`` and target logit ``tgt [T]``."""
   w = _effective_weights(targets, weights)
   # where, not w * x: a zero-weight row must add exactly 0 even if x is inf.
   return jnp.sum(jnp.where(w > 0, w * (lse - tgt), 0.0)), jnp.sum(w)
@@ -70,7 +75,7 @@ def dense_ce(h: jax.Array, item_table: jax.Array, targets: jax.Array,
     ``(loss_sum, weight_sum)`` float32 scalars.
   """
   targets = targets.astype(jnp.int32)
-  return _reduce(dense_logsumexp(h, item_table), _target_logits(h, item_table, targets),
+  return reduce_terms(dense_logsumexp(h, item_table), _target_logits(h, item_table, targets),
                  targets, weights)
 
 
@@ -89,15 +94,25 @@ def _tiles(item_table: jax.Array, chunk: int) -> tuple[jax.Array, int]:
   return padded.reshape(num_tiles, chunk, d), n1
 
 
-def _tile_logits(h: jax.Array, tile: jax.Array, k: jax.Array, chunk: int, n1: int) -> jax.Array:
-  """``[T, chunk]`` float32 logits of tile ``k``; pad item and tile padding -inf."""
-  ids = k * chunk + jnp.arange(chunk)
+def _tile_logits(h: jax.Array, tile: jax.Array, k: jax.Array, chunk: int, rows: int,
+                 offset: jax.Array, n1: int) -> jax.Array:
+  """``[T, chunk]`` float32 logits of tile ``k``; pad item and padding rows -inf.
+
+  The tile holds local rows ``k * chunk ..`` of a table of ``rows`` rows whose
+  row 0 is global item ``offset`` (0 unless the table is one shard of a
+  row-sharded catalog). Masked: local tile padding (``>= rows``), the pad item
+  (global id 0) and rows past the catalog (global id ``>= n1 = N + 1``, the
+  padding that makes a sharded table divide the device count).
+  """
+  local = k * chunk + jnp.arange(chunk)
+  ids = offset + local
   logits = jnp.dot(h, tile.T, preferred_element_type=jnp.float32)
-  return jnp.where((ids == 0) | (ids >= n1), -jnp.inf, logits)
+  return jnp.where((local >= rows) | (ids == 0) | (ids >= n1), -jnp.inf, logits)
 
 
-def _chunked_lse_fwd_impl(h: jax.Array, item_table: jax.Array, chunk: int) -> jax.Array:
-  tiles, n1 = _tiles(item_table, chunk)
+def _masked_lse_fwd_impl(h: jax.Array, item_table: jax.Array, offset: jax.Array, chunk: int,
+                         n1: int, axis_name: str | None) -> jax.Array:
+  tiles, rows = _tiles(item_table, chunk)
   t = h.shape[0]
   # Start from the most negative finite value rather than -inf so that a
   # tile with no real item (e.g. chunk=1 and the pad tile) rescales by
@@ -107,17 +122,78 @@ def _chunked_lse_fwd_impl(h: jax.Array, item_table: jax.Array, chunk: int) -> ja
   def step(carry, xs):
     m, s = carry
     tile, k = xs
-    logits = _tile_logits(h, tile, k, chunk, n1)
+    logits = _tile_logits(h, tile, k, chunk, rows, offset, n1)
     m_new = jnp.maximum(m, jnp.max(logits, axis=-1))
     s = s * jnp.exp(m - m_new) + jnp.sum(jnp.exp(logits - m_new[:, None]), axis=-1)
     return (m_new, s), None
 
-  init = (jnp.full((t,), neg, jnp.float32), jnp.zeros((t,), jnp.float32))
+  init = parallel.vary((jnp.full((t,), neg, jnp.float32), jnp.zeros((t,), jnp.float32)),
+                       axis_name)
   (m, s), _ = jax.lax.scan(step, init, (tiles, jnp.arange(tiles.shape[0])))
+  # s = 0 (a table shard holding only padding rows) gives -inf.
   return m + jnp.log(s)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5))
+def masked_logsumexp(h: jax.Array, item_table: jax.Array, offset: jax.Array, chunk: int,
+                     n1: int, axis_name: str | None = None) -> jax.Array:
+  """``[T]`` float32 ``logsumexp`` of ``h_t . e_j`` over the real items among the rows.
+
+  The rows of ``item_table`` are global items ``offset .. offset + rows - 1``;
+  the pad item 0 and ids ``>= n1`` take no part. With ``offset = 0`` and
+  ``n1 = rows`` this is the logsumexp over items ``1..N`` of a whole table
+  (:func:`chunked_logsumexp`); on one shard of a row-sharded table it is that
+  shard's piece, ``-inf`` where the shard holds no real item
+  (``fame_jax.sharded_table`` combines the pieces over devices).
+
+  Args:
+    h: ``[T, d]``.
+    item_table: ``[rows, d]``.
+    offset: int32 scalar, the global id of row 0 (may be traced).
+    chunk: items per tile (static); ``rows`` need not be a multiple.
+    n1: ``N + 1`` (static), the catalog's real rows.
+    axis_name: inside ``shard_map``, the mesh axis the table's rows are
+      split over (``h`` must then be the same on every device); None outside.
+  """
+  return _masked_lse_fwd_impl(h, item_table, offset, chunk, n1, axis_name)
+
+
+def _masked_lse_fwd(h, item_table, offset, chunk, n1, axis_name):
+  lse = _masked_lse_fwd_impl(h, item_table, offset, chunk, n1, axis_name)
+  # Residuals are O(T d + N d): the logits are recomputed, never stored.
+  return lse, (h, item_table, offset, lse)
+
+
+def _masked_lse_bwd(chunk, n1, axis_name, res, g):
+  h, item_table, offset, lse = res
+  tiles, rows = _tiles(item_table, chunk)
+  g = g.astype(jnp.float32)
+  # A -inf piece (no real item here) has all-masked logits: use 0 so that
+  # exp(-inf - 0) = 0 rather than exp(-inf - -inf) = NaN.
+  lse = jnp.where(jnp.isfinite(lse), lse, 0.0)
+
+  def step(dh, xs):
+    tile, k = xs
+    logits = _tile_logits(h, tile, k, chunk, rows, offset, n1)
+    # d lse / d logit = softmax; masked entries give exp(-inf) = 0.
+    p = jnp.exp(logits - lse[:, None]) * g[:, None]  # [T, C]
+    dh = dh + jnp.dot(p, tile.astype(jnp.float32))
+    dtile = jnp.dot(p.T, h.astype(jnp.float32))  # [C, d]
+    return dh, dtile
+
+  dh, dtiles = jax.lax.scan(step, parallel.vary(jnp.zeros(h.shape, jnp.float32), axis_name),
+                            (tiles, jnp.arange(tiles.shape[0])))
+  dtable = dtiles.reshape(-1, item_table.shape[1])[:rows]
+  if axis_name is not None:
+    # h is the same on every device; its gradient is the sum of the shards' parts.
+    dh = jax.lax.psum(dh, axis_name)
+  # The offset is an integer: no cotangent.
+  return dh.astype(h.dtype), dtable.astype(item_table.dtype), None
+
+
+masked_logsumexp.defvjp(_masked_lse_fwd, _masked_lse_bwd)
+
+
 def chunked_logsumexp(h: jax.Array, item_table: jax.Array, chunk: int) -> jax.Array:
   """``[T]`` float32 ``logsumexp_{j in 1..N} h_t . e_j`` by item tiles.
 
@@ -126,36 +202,7 @@ def chunked_logsumexp(h: jax.Array, item_table: jax.Array, chunk: int) -> jax.Ar
     item_table: ``[N + 1, d]``, row 0 = pad (excluded).
     chunk: items per tile (static); ``N + 1`` need not be a multiple.
   """
-  return _chunked_lse_fwd_impl(h, item_table, chunk)
-
-
-def _chunked_lse_fwd(h, item_table, chunk):
-  lse = _chunked_lse_fwd_impl(h, item_table, chunk)
-  # Residuals are O(T d + N d): the logits are recomputed, never stored.
-  return lse, (h, item_table, lse)
-
-
-def _chunked_lse_bwd(chunk, res, g):
-  h, item_table, lse = res
-  tiles, n1 = _tiles(item_table, chunk)
-  g = g.astype(jnp.float32)
-
-  def step(dh, xs):
-    tile, k = xs
-    logits = _tile_logits(h, tile, k, chunk, n1)
-    # d lse / d logit = softmax; masked entries give exp(-inf) = 0.
-    p = jnp.exp(logits - lse[:, None]) * g[:, None]  # [T, C]
-    dh = dh + jnp.dot(p, tile.astype(jnp.float32))
-    dtile = jnp.dot(p.T, h.astype(jnp.float32))  # [C, d]
-    return dh, dtile
-
-  dh, dtiles = jax.lax.scan(step, jnp.zeros(h.shape, jnp.float32),
-                            (tiles, jnp.arange(tiles.shape[0])))
-  dtable = dtiles.reshape(-1, item_table.shape[1])[:n1]
-  return dh.astype(h.dtype), dtable.astype(item_table.dtype)
-
-
-chunked_logsumexp.defvjp(_chunked_lse_fwd, _chunked_lse_bwd)
+  return masked_logsumexp(h, item_table, jnp.int32(0), chunk, item_table.shape[0])
 
 
 def _chunk_size(chunk_items: int, item_table: jax.Array) -> int:
@@ -180,7 +227,7 @@ def chunked_ce(h: jax.Array, item_table: jax.Array, targets: jax.Array, weights:
   targets = targets.astype(jnp.int32)
   lse = chunked_logsumexp(h, item_table, _chunk_size(chunk_items, item_table))
   # The target logit is a plain gather-dot, differentiated by autodiff.
-  return _reduce(lse, _target_logits(h, item_table, targets), targets, weights)
+  return reduce_terms(lse, _target_logits(h, item_table, targets), targets, weights)
 
 
 def get_loss_fn(name: str, chunk_items: int = 8192) -> LossFn:

@@ -66,6 +66,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("model.max_len", shapes=True),
     Option("train.examples", choices=("all_positions", "prefix_last")),
     Option("train.loss_impl", choices=("dense", "chunked")),
+    # A sharded run's table (and checkpoints) has N + 1 rows padded to the device count.
+    Option("train.shard_item_table", shapes=True),
     Option("pretrain.schedule", choices=("alternate", "sum")),
 )
 

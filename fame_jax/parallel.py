@@ -1,8 +1,10 @@
 """Device mesh and shardings: data parallelism with ``jax.jit`` over a ``Mesh``.
 
 This is the modern form of a pmapped step: one mesh axis ``"data"``; the batch
-is sharded along its leading axis, the train state is replicated, and XLA's
-SPMD partitioner inserts the gradient all-reduce. The same program runs on one
+is sharded along its leading axis, the train state is replicated (or, with
+``train.shard_item_table``, all but the item table and its optimiser moments,
+whose rows are split over the same axis: ``fame_jax.sharded_table``), and
+XLA's SPMD partitioner inserts the gradient all-reduce. The same program runs on one
 CPU, eight simulated CPU devices, a GPU or a TPU slice.
 """
 
@@ -61,3 +63,17 @@ def device_memory_peak_mb(devices=None) -> float | None:
     if stats and "peak_bytes_in_use" in stats:
       peaks.append(int(stats["peak_bytes_in_use"]))
   return round(max(peaks) / 2**20, 1) if peaks else None
+
+
+def vary(x, axis_name: str | None):
+  """``x`` (a pytree) marked as varying over ``axis_name`` inside ``shard_map``.
+
+  A loop carry must keep one type: a carry started from a constant
+  (replicated) but updated with per-shard values (e.g. the rows of a sharded
+  item table) has to start as varying. ``axis_name=None`` (outside
+  ``shard_map``) returns ``x`` unchanged, so one loop serves a whole table and
+  one shard of it.
+  """
+  if axis_name is None:
+    return x
+  return jax.tree_util.tree_map(lambda a: jax.lax.pcast(a, (axis_name,), to="varying"), x)

@@ -34,6 +34,7 @@ ADDED_KEYS = {
     "data.columns.time": "tabular logs: time column, '' = found by name",
     "data.dedup": "tabular logs: which repeated rows are dropped ('keep' = none, as before)",
     "data.time_format": "tabular logs: how the time column is parsed ('auto')",
+    "train.shard_item_table": "row-sharded item table over the devices (False = replicated, as before)",
 }
 
 # Defaults changed after the stored copy was taken: {key: (stored, now, why)}.

@@ -74,7 +74,9 @@ def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
 ADDED_DEFAULTS = {"model.output_norm_scale": 1.0,
                   # Tabular-log options; these values read a log as before they existed.
                   "data.columns.user": "", "data.columns.item": "", "data.columns.time": "",
-                  "data.dedup": "keep", "data.time_format": "auto"}
+                  "data.dedup": "keep", "data.time_format": "auto",
+                  # Runs made before the row-sharded item table replicated it.
+                  "train.shard_item_table": False}
 
 
 def with_added_defaults(stored: dict, keep_deleted: bool = False) -> dict:

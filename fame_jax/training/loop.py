@@ -37,7 +37,7 @@ import ml_collections
 import numpy as np
 from tqdm.auto import tqdm
 
-from fame_jax import evaluation, options, parallel
+from fame_jax import evaluation, options, parallel, sharded_table
 from fame_jax import workdir as workdir_lib
 from fame_jax.data import batching
 from fame_jax.data import preprocess as preprocess_lib
@@ -142,13 +142,17 @@ def model_variant(model_cfg: ml_collections.ConfigDict) -> str:
 
 
 def _evaluate_split(model, params, config, split: Split, which: str, num_items: int,
-                    progress: bool) -> dict[str, float]:
+                    progress: bool, table=None) -> dict[str, float]:
   histories, targets = split.eval_examples(which)
-  score_fn = steps_lib.make_score_fn(model, params, config.train.examples, config.data.max_len)
+  score_fn, rank_fn = None, None
+  if table is None:
+    score_fn = steps_lib.make_score_fn(model, params, config.train.examples, config.data.max_len)
+  else:  # Row-sharded table: per-shard counts, never a [B, N + 1] matrix.
+    rank_fn = steps_lib.make_sharded_rank_fn(model, params, config, table)
   metrics = evaluation.evaluate(
       score_fn, histories, targets, num_items, batch_size=config.eval.batch_size,
       mask_history=config.eval.mask_history, ks=tuple(config.eval.ks),
-      max_len=config.data.max_len, progress=progress)
+      max_len=config.data.max_len, progress=progress, rank_fn=rank_fn)
   return {f"{which}/{k}": float(v) for k, v in metrics.items()}
 
 
@@ -271,6 +275,8 @@ class _Run:
   step_rng: jax.Array
   ckpts: ckpt_lib.Checkpoints
   progress: bool
+  # sharded_table.TableLayout with train.shard_item_table, else None (replicated table).
+  table: Any = None
 
   @property
   def metrics_path(self) -> str:
@@ -341,12 +347,14 @@ def _build_model_and_state(config: ml_collections.ConfigDict, workdir: str, data
       row_multiple=mesh.devices.size)
   parallel.check_divisible(batcher.rows_per_batch, mesh, "rows per batch")
   init_rng, step_rng = jax.random.split(jax.random.key(config.train.seed))
-  model, state = state_lib.create_train_state(config, dataset.num_items, init_rng, params=None)
+  table = sharded_table.layout_for(config, dataset.num_items, mesh)
+  model, state = state_lib.create_train_state(config, dataset.num_items, init_rng, params=None,
+                                              table=table)
   ckpts = ckpt_lib.Checkpoints(os.path.join(workdir, "checkpoints"), config.train.keep_checkpoints)
   run = _Run(config=config, workdir=workdir, dataset=dataset, split=split, mesh=mesh,
              batcher=batcher, model=model, init_rng=init_rng, step_rng=step_rng, ckpts=ckpts,
-             progress=_show_progress(config))
-  return run, jax.device_put(state, parallel.replicated(mesh))
+             progress=_show_progress(config), table=table)
+  return run, sharded_table.put_state(state, mesh, table)
 
 
 def _restore_or_init(run: _Run, fresh_state: Any, finished_epoch: int | None
@@ -397,10 +405,10 @@ def _restore_or_init(run: _Run, fresh_state: Any, finished_epoch: int | None
     return state, meta["tracker"], _read_metrics(run.metrics_path, epochs_done), epochs_done
   params = _initial_params(run.config, run.model, run.init_rng, run.dataset, run.workdir)
   _, state = state_lib.create_train_state(run.config, run.dataset.num_items, run.init_rng,
-                                          params=params)
+                                          params=params, table=run.table)
   _write_metrics(run.metrics_path, [])
   tracker = {"best_ndcg10": -1.0, "best_epoch": 0, "evals_since_best": 0, "train_seconds": 0.0}
-  return jax.device_put(state, parallel.replicated(run.mesh)), tracker, [], 0
+  return sharded_table.put_state(state, run.mesh, run.table), tracker, [], 0
 
 
 def _initial_params(config, model, rng, dataset, workdir):
@@ -441,7 +449,7 @@ def _fit(run: _Run, state: Any, tracker: dict, rows: list[dict], epochs_done: in
   """
   config, ckpts, mesh = run.config, run.ckpts, run.mesh
   start_epoch = epochs_done + 1
-  train_step = steps_lib.make_train_step(run.model, config, mesh)
+  train_step = steps_lib.make_train_step(run.model, config, mesh, run.table)
   _log(f"{run.dataset.name}: {run.dataset.num_users} users, {run.dataset.num_items} items; "
        f"{model_variant(config.model)}; {count_params(state.params):,} params; "
        f"{mesh.devices.size} device(s) {jax.devices()[0].platform}; "
@@ -474,7 +482,7 @@ def _fit(run: _Run, state: Any, tracker: dict, rows: list[dict], epochs_done: in
     if epoch % config.train.eval_every_epochs == 0 or epoch == config.train.max_epochs:
       t1 = time.time()
       valid = _evaluate_split(run.model, state.params, config, run.split, "valid",
-                              run.dataset.num_items, progress=False)
+                              run.dataset.num_items, progress=False, table=run.table)
       row.update(valid)
       row["eval_seconds"] = time.time() - t1
       if valid["valid/NDCG@10"] > tracker["best_ndcg10"]:
@@ -513,7 +521,7 @@ def _final_evaluation(run: _Run, state: Any, tracker: dict, rows: list[dict]) ->
   results: dict[str, Any] = {}
   for which in ("valid", "test"):
     results.update(_evaluate_split(run.model, params, config, run.split, which,
-                                   run.dataset.num_items, run.progress))
+                                   run.dataset.num_items, run.progress, table=run.table))
   results.update({
       "best_epoch": int(meta["epoch"]),
       "epochs_run": int(rows[-1]["epoch"]) if rows else 0,

@@ -16,7 +16,9 @@ import ml_collections
 import optax
 from flax.training import train_state
 
+from fame_jax import sharded_table
 from fame_jax.models import FAME
+from fame_jax.sharded_table import TableLayout
 
 
 class TrainState(train_state.TrainState):
@@ -57,7 +59,8 @@ def dummy_inputs(max_len: int) -> tuple[jnp.ndarray, jnp.ndarray, jnp.ndarray]:
 
 
 def create_train_state(config: ml_collections.ConfigDict, num_items: int, rng: jax.Array,
-                       params: Any = None) -> tuple[FAME, TrainState]:
+                       params: Any = None, table: TableLayout | None = None
+                       ) -> tuple[FAME, TrainState]:
   """Builds the model and its train state.
 
   Args:
@@ -66,13 +69,19 @@ def create_train_state(config: ml_collections.ConfigDict, num_items: int, rng: j
     rng: init key.
     params: optional params to start from (e.g. after the pre-training
       hand-off) instead of a fresh init.
+    table: the layout of a row-sharded item table
+      (``sharded_table.layout_for``): the table in the state (and so its
+      optimiser moments) is padded with zero rows to ``table.rows``; the
+      ``N + 1`` real rows are those of the unsharded state.
 
   Returns:
-    ``(model, state)``.
+    ``(model, state)``; ``model`` is the ``N``-item model either way.
   """
   model = FAME(cfg=config.model, num_items=num_items)
   if params is None:
     params = init_params(model, config, rng)
+  if table is not None:
+    params = sharded_table.pad_params(params, table.rows)
   frozen = None
   if config.init.freeze_item_emb:
     frozen = flax.traverse_util.path_aware_map(

@@ -8,6 +8,7 @@ Metrics are sums and counts; the host divides at log time.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable
 
 import jax
@@ -16,11 +17,13 @@ import ml_collections
 import numpy as np
 from jax.sharding import Mesh
 
-from fame_jax import evaluation, losses, parallel
+from fame_jax import evaluation, losses, parallel, sharded_table
 from fame_jax.models import FAME, score_items
+from fame_jax.sharded_table import TableLayout
 
 
-def make_loss_fn(model: FAME, config: ml_collections.ConfigDict) -> Callable:
+def make_loss_fn(model: FAME, config: ml_collections.ConfigDict,
+                 table: TableLayout | None = None) -> Callable:
   """``loss_fn(params, batch, dropout_rng) -> (mean loss, (loss_sum, weight_sum))``.
 
   Full-softmax CE at every position with ``weights > 0``. ``prefix_last``
@@ -29,12 +32,24 @@ def make_loss_fn(model: FAME, config: ml_collections.ConfigDict) -> Callable:
   the same value and gradient as the loss over all ``[B, W]`` positions with
   zero weights elsewhere, at ``1 / W`` of the ``[targets, d] x [d, N]`` cost
   (it was ~10x the all_positions loss work per Beauty epoch).
+
+  With a ``table`` layout (``train.shard_item_table``) the params hold the
+  padded, row-sharded table: the lookup and the loss run per shard
+  (:mod:`fame_jax.sharded_table`); ``loss_impl="dense"`` is then one item
+  tile per shard and ``"chunked"`` tiles of ``loss_chunk_items``.
   """
-  ce = losses.get_loss_fn(config.train.loss_impl, config.train.loss_chunk_items)
+  if table is None:
+    ce = losses.get_loss_fn(config.train.loss_impl, config.train.loss_chunk_items)
+    apply = model.apply
+  else:
+    chunk = (table.rows_per_shard if config.train.loss_impl == "dense"
+             else config.train.loss_chunk_items)
+    ce = functools.partial(sharded_table.ce, layout=table, chunk_items=chunk)
+    apply = sharded_table.apply_fn(model, table)
   last_only = config.train.examples == "prefix_last"
 
   def loss_fn(params, batch, dropout_rng):
-    u, _ = model.apply({"params": params}, batch["items"], batch["positions"],
+    u, _ = apply({"params": params}, batch["items"], batch["positions"],
                        batch["segments"], train=True, rngs={"dropout": dropout_rng})
     targets, weights = batch["targets"], batch["weights"]
     if last_only:
@@ -47,25 +62,35 @@ def make_loss_fn(model: FAME, config: ml_collections.ConfigDict) -> Callable:
   return loss_fn
 
 
-def make_train_step(model: FAME, config: ml_collections.ConfigDict, mesh: Mesh) -> Callable:
+def make_train_step(model: FAME, config: ml_collections.ConfigDict, mesh: Mesh,
+                    table: TableLayout | None = None) -> Callable:
   """Returns the jitted ``train_step(state, batch, rng) -> (state, metrics)``.
 
   The loss is full-softmax cross-entropy over all items at every position with
   ``weights > 0`` (docs/protocol.md §4): the mean over real targets in the global
   batch. ``metrics`` holds ``loss_sum`` and ``weight_sum``.
+
+  The state is replicated, or, with a ``table`` layout, replicated except the
+  item table and its optimiser moments, split by rows
+  (``sharded_table.put_state``); the new state keeps the same layout.
   """
-  loss_fn = make_loss_fn(model, config)
+  loss_fn = make_loss_fn(model, config, table)
 
   def train_step(state, batch, rng):
     dropout_rng = jax.random.fold_in(rng, state.step)
     grads, (loss_sum, weight_sum) = jax.grad(loss_fn, has_aux=True)(state.params, batch, dropout_rng)
     state = state.apply_gradients(grads=grads)
+    if table is not None:
+      state = jax.lax.with_sharding_constraint(
+          state, sharded_table.state_shardings(state, mesh, table))
     return state, {"loss_sum": loss_sum, "weight_sum": weight_sum}
 
   rep = parallel.replicated(mesh)
+  # A sharded state is taken in the layout it arrives in (None = as placed).
+  state_in = rep if table is None else None
   return jax.jit(train_step,
-                 in_shardings=(rep, parallel.batch_sharded(mesh), rep),
-                 out_shardings=(rep, rep),
+                 in_shardings=(state_in, parallel.batch_sharded(mesh), rep),
+                 out_shardings=(state_in, rep),
                  donate_argnums=(0,))
 
 
@@ -103,11 +128,12 @@ def eval_model_inputs(inputs: jax.Array, lengths: jax.Array, left_pad: bool,
   return items, positions, segments, last
 
 
-def _user_outputs(model: FAME, params, inputs, lengths, left_pad: bool, max_len: int | None):
-  """``u [B, d]`` at each user's scored row."""
+def _user_outputs(model: FAME, params, inputs, lengths, left_pad: bool, max_len: int | None,
+                  apply: Callable | None = None):
+  """``u [B, d]`` at each user's scored row (``apply`` defaults to ``model.apply``)."""
   items, positions, segments, last = eval_model_inputs(inputs, lengths, left_pad, max_len)
   # The last block runs only at the scored row (FAME query_index).
-  u, _ = model.apply({"params": params}, items, positions, segments, train=False,
+  u, _ = (apply or model.apply)({"params": params}, items, positions, segments, train=False,
                      query_index=last)
   return u[:, 0]
 
@@ -174,3 +200,52 @@ def make_score_fn(model: FAME, params: Any, examples: str, max_len: int) -> Call
     return scores(params, jnp.asarray(inputs), jnp.asarray(lengths))
 
   return score_fn
+
+
+# One jitted ranker per (model, regime, window, table layout, masking, tile),
+# for the same reason as _SCORERS.
+_RANKERS: dict[tuple, tuple[FAME, Callable]] = {}
+
+
+def make_sharded_rank_fn(model: FAME, params: Any, config: ml_collections.ConfigDict,
+                         table: TableLayout) -> Callable:
+  """``evaluation.evaluate``'s ``rank_fn`` for a row-sharded item table.
+
+  Returns ``rank_fn(inputs [B, L], lengths [B], targets [B], history [B, W])
+  -> [B]`` int32: the user vectors (input lookup per shard), then each
+  device counts its rows scoring at or above the target and the counts are
+  summed (``sharded_table.ranks``, tiles of ``train.loss_chunk_items``); no
+  ``[B, N + 1]`` matrix is formed. The model runs on the narrowest
+  power-of-two width that holds the chunk, as in :func:`make_score_fn`.
+
+  Args:
+    model: the ``N``-item model.
+    params: padded params (``table.rows`` rows), sharded or not.
+    config: the run's config (``train.examples``, ``data.max_len``,
+      ``eval.mask_history``, ``train.loss_chunk_items``).
+    table: the table layout.
+  """
+  examples, max_len = config.train.examples, config.data.max_len
+  mask_history, chunk = bool(config.eval.mask_history), int(config.train.loss_chunk_items)
+  key = (id(model), examples, max_len, table, mask_history, chunk)
+  if key not in _RANKERS:
+    left_pad = examples == "prefix_last"
+    apply = sharded_table.apply_fn(model, table)
+
+    @jax.jit
+    def rank(params, inputs, lengths, targets, history):
+      u = _user_outputs(model, params, inputs, lengths, left_pad, max_len, apply)
+      return sharded_table.ranks(u, params["item_emb"]["embedding"], targets, history, table,
+                                 mask_history, chunk)
+
+    _RANKERS[key] = (model, rank)
+  rank = _RANKERS[key][1]
+
+  def rank_fn(inputs, lengths, targets, history):
+    lengths = np.asarray(lengths, np.int32)
+    width = min(max_len, evaluation.next_pow2(int(lengths.max(initial=1))))
+    inputs = np.asarray(inputs, np.int32)[:, :width]
+    return rank(params, jnp.asarray(inputs), jnp.asarray(lengths), jnp.asarray(targets),
+                jnp.asarray(history))
+
+  return rank_fn
