@@ -118,6 +118,10 @@ def _flag_error(error: Exception, argv: Sequence[str]) -> errors.ConfigError:
   """absl's flag error as a ConfigError; a bad ``--config.<key>=value`` gets
   the type and current value of that key when the config file loads."""
   message = one_line(str(error))
+  if message.startswith("Unknown command line flag 'config."):  # An override without --config.
+    key = message.split("'")[1]
+    return errors.ConfigError(f"--{key}: an override of a config key needs --config FILE on the "
+                              "same command line (e.g. --config configs/tiny.py)")
   prefix = "flag --config."
   if message.startswith(prefix) and "=" in message:
     key = message[len(prefix):].split("=", 1)[0].split("[", 1)[0]

@@ -144,6 +144,12 @@ def test_evaluate_unknown_key_names_the_closest_keys(tmp_path):
   _check(out, 2, "evaluate.py", "unknown config key 'model.num_head'", "model.num_heads")
 
 
+def test_evaluate_override_without_config_says_what_it_needs(tmp_path):
+  out = _run("evaluate.py", f"--workdir={tmp_path}", "--config.model.num_heads=2")
+  _check(out, 2, "evaluate.py", "--config.model.num_heads: an override of a config key needs "
+         "--config FILE")
+
+
 def test_sweep_unknown_key_names_the_closest_keys(tmp_path):
   out = _run("-m", "fame_jax.sweep", "--config", "configs/tiny.py", "--grid",
              "model.num_experts=1,2", f"--workdir={tmp_path / 'w'}", "--config.model.num_expert=2")

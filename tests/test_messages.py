@@ -61,9 +61,9 @@ def test_redirected_output_is_plain_lines_with_drops_and_a_divergence_warning(tm
   assert any(l.startswith("data: read: 63 users, 21 items") for l in lines), lines
   kcore = [l for l in lines if l.startswith("data: kcore(2): ")]
   assert len(kcore) == 1 and kcore[0].startswith(
-      "data: kcore(2): dropped 1 users, 1 items, 2 interactions"), kcore
+      "data: kcore(2): dropped 1 user, 1 item, 2 interactions"), kcore
   split = [l for l in lines if l.startswith("data: leave-one-out split: ")]
-  assert split == ["data: leave-one-out split: dropped 1 users with fewer than 3 interactions "
+  assert split == ["data: leave-one-out split: dropped 1 user with fewer than 3 interactions "
                    "(no training item besides the validation and test targets); kept 61 users"]
   epoch1 = [l for l in lines if l.startswith("epoch 1/2: loss ")]
   epoch2 = [l for l in lines if l.startswith("epoch 2/2: loss ")]
@@ -130,8 +130,8 @@ def test_console_lines_count_every_drop():
   split = leave_one_out(ds.sequences)
   lines = preprocess.console_lines(ds.report, split.dropped_users, len(split.users))
   assert lines[0] == "data: read: 4 users, 4 items, 9 interactions (from f.txt)"
-  assert lines[1] == ("data: kcore(2): dropped 1 users, 1 items, 1 interactions (passes 2); "
+  assert lines[1] == ("data: kcore(2): dropped 1 user, 1 item, 1 interaction (passes 2); "
                       "kept 3 users, 3 items, 8 interactions")
-  assert lines[-1].startswith("data: leave-one-out split: dropped 1 users with fewer than 3")
+  assert lines[-1].startswith("data: leave-one-out split: dropped 1 user with fewer than 3")
   assert lines[-1].endswith("kept 2 users")
   assert len(lines) == len(ds.report) + 1

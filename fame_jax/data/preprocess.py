@@ -199,6 +199,7 @@ def console_lines(report: list[dict[str, Any]], split_dropped_users: int | None 
     interactions"``.
   """
   kinds = ("users", "items", "interactions")
+  count = lambda n, noun: f"{n:,} {noun if n != 1 else noun[:-1]}"  # "1 user", "2 users".
   lines = []
   for step in report:
     name = step.get("step", "?")
@@ -212,11 +213,11 @@ def console_lines(report: list[dict[str, Any]], split_dropped_users: int | None 
     if not all(f"{k}_before" in step and f"{k}_after" in step for k in kinds):
       lines.append(f"data: {name}: {details}")
       continue
-    kept = ", ".join(f"{step[f'{k}_after']:,} {k}" for k in kinds)
+    kept = ", ".join(count(step[f"{k}_after"], k) for k in kinds)
     if name == "read" or name.startswith("generate"):
       lines.append(f"data: {name}: {kept}" + (f" ({details})" if details else ""))
       continue
-    dropped = [f"{step[f'{k}_before'] - step[f'{k}_after']:,} {k}" for k in kinds
+    dropped = [count(step[f"{k}_before"] - step[f"{k}_after"], k) for k in kinds
                if step[f"{k}_before"] != step[f"{k}_after"]]
     if dropped:
       lines.append(f"data: {name}: dropped {', '.join(dropped)}" + (f" ({details})" if details else "")
@@ -224,7 +225,7 @@ def console_lines(report: list[dict[str, Any]], split_dropped_users: int | None 
     else:  # A step that only reorders or renames.
       lines.append(f"data: {name}: {details or 'nothing dropped'}")
   if split_dropped_users is not None:
-    kept = f"; kept {split_users:,} users" if split_users is not None else ""
-    lines.append(f"data: leave-one-out split: dropped {split_dropped_users:,} users with fewer than "
+    kept = f"; kept {count(split_users, 'users')}" if split_users is not None else ""
+    lines.append(f"data: leave-one-out split: dropped {count(split_dropped_users, 'users')} with fewer than "
                  f"3 interactions (no training item besides the validation and test targets){kept}")
   return lines
