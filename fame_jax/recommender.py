@@ -259,6 +259,16 @@ class Recommender:
     return cls(config, params, vocab.users, vocab.items, histories.offsets, histories.items,
                workdir=workdir)
 
+  @classmethod
+  def from_dataset(cls, config: ml_collections.ConfigDict, dataset: Any, params: Any
+                   ) -> "Recommender":
+    """A model in memory (e.g. just trained or freshly initialised) over a
+    :class:`fame_jax.data.dataset.Dataset`: the vocabulary and whole histories
+    are those ``train.py`` would write to the workdir."""
+    vocab, histories = workdir_lib.vocab_of(dataset), workdir_lib.histories_of(dataset)
+    return cls(config, params, vocab["users"], vocab["items"], histories["offsets"],
+               histories["items"])
+
   # ------------------------------------------------------------------ id mapping
   def item_indices(self, history: Sequence[Any], unknown: str = "error",
                    where: str = "") -> tuple[np.ndarray, list[Any]]:
@@ -331,11 +341,13 @@ class Recommender:
 
     ``inputs [B, W]`` right-padded windows and ``lengths [B]`` as the
     evaluator's ``score_fn`` takes them; ``history [B, H]`` items set to
-    ``-inf`` (0 = pad, whose column is ``-inf`` already); ``banned [N + 1]``.
+    ``-inf`` (0 = pad, whose column is ``-inf`` already); ``banned [N + 1]``
+    bool or ``None``.
     """
     u = self._user_vectors(params, inputs, lengths)
     scores = score_items(u, params["item_emb"]["embedding"])
-    scores = jnp.where(banned[None, :], -jnp.inf, scores)
+    if banned is not None:  # A separate program: no extra pass over [B, N + 1] without a list.
+      scores = jnp.where(banned[None, :], -jnp.inf, scores)
     rows = jnp.arange(scores.shape[0])[:, None]
     scores = scores.at[rows, history].set(-jnp.inf)
     return jax.lax.top_k(scores, k)
@@ -371,7 +383,7 @@ class Recommender:
     if len(hist) and hist.lens.min() == 0:
       raise RecommendError(f"history {int(np.argmin(hist.lens))} is empty: nothing to recommend from")
     mask_history, banned = self._banned(exclude)
-    banned = jnp.asarray(banned)
+    banned = jnp.asarray(banned) if banned.any() else None
     pending = []
     for pos, inputs, lengths, full in self._chunks(hist, mask_history, chunk_users):
       # Dispatch every chunk before reading any back, so host work overlaps device work.
@@ -397,7 +409,8 @@ class Recommender:
       k: items per query, ``1 .. N``.
       exclude: ``"history"`` (default; the evaluator's rule) removes each
         query's own history items; ``None`` removes nothing; a list of raw item
-        ids removes those items from every query.
+        ids removes those items (and only those) from every query; an id of
+        the list the model does not know raises :class:`UnknownIdsError`.
       unknown: ``"error"`` raises :class:`UnknownIdsError` naming the history
         ids the model does not know; ``"skip"`` drops them and lists them in
         ``Recommendations.unknown``.
@@ -435,6 +448,11 @@ class Recommender:
     hist, users = self._user_rows(user_ids)
     ids, scores = self._recommend(hist, k, exclude, chunk_users)
     return Recommendations(ids=ids, scores=scores, unknown=[[] for _ in users], users=list(users))
+
+  def histories(self, user_ids: Sequence[Any] | None = None) -> list[list[Any]]:
+    """Whole histories (raw item ids, oldest first) of ``user_ids`` (``None`` = all)."""
+    hist, _ = self._user_rows(user_ids)
+    return [[self.item_ids[i] for i in hist.flat[s:s + n]] for s, n in zip(hist.starts, hist.lens)]
 
   def item_embeddings(self) -> tuple[list[Any], np.ndarray]:
     """``(raw item ids [N], item embeddings [N, d])``: the rows ``u`` is scored against.

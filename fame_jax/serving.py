@@ -59,7 +59,8 @@ def export_serving(recommender: Any, directory: str, max_k: int = 100, max_histo
   Args:
     recommender: the loaded model.
     directory: created if missing; its three files are overwritten.
-    max_k: items the artifact returns per history (``<= N``).
+    max_k: items the artifact returns per history (at most ``N``: a smaller
+      catalogue is returned whole).
     max_history: longest history a server accepts (requests beyond it get a
       400); the artifact itself takes any length.
     platforms: ``jax.export`` platforms (default: the current backend).
@@ -71,8 +72,9 @@ def export_serving(recommender: Any, directory: str, max_k: int = 100, max_histo
   from fame_jax.models import score_items
 
   num_items, max_len = recommender.num_items, recommender.max_len
-  if not 1 <= max_k <= num_items:
-    raise ValueError(f"max_k must be in 1..{num_items} (the item count), got {max_k}")
+  if max_k < 1 or max_history < 1:
+    raise ValueError(f"max_k and max_history must be >= 1, got {max_k}, {max_history}")
+  max_k = min(max_k, num_items)  # A catalogue smaller than max_k: all of it, ranked.
   params, user_vectors = recommender.params, recommender._user_vectors
 
   def top_items(history):
