@@ -101,6 +101,7 @@ def test_damaged_newest_checkpoint_falls_back_and_replays_exactly(reference, tmp
   assert re.search(rf"^warning: checkpoint {re.escape(latest)}/20 cannot be restored \(\w+.*\)$",
                    out, re.M), out
   assert f"warning: resuming from the previous good checkpoint {latest}/19 (epoch 19)" in out
+  assert f"{run}/checkpoints/{ckpt_lib.SET_ASIDE_DIR}/latest-20 (cannot be restored)" in out
   assert f"resuming {run} after epoch 19" in out
   # Epoch 20 was replayed: every loss and validation is the uninterrupted run's.
   replayed = _rows(run)
@@ -112,9 +113,13 @@ def test_damaged_newest_checkpoint_falls_back_and_replays_exactly(reference, tmp
     if k.startswith(("valid/", "test/")):
       assert abs(v - resumed[k]) <= 1e-6, k
   assert (resumed["best_epoch"], resumed["epochs_run"]) == (results["best_epoch"], 20)
-  # The damaged folder is set aside; latest holds two good checkpoints again.
-  assert os.path.isdir(os.path.join(run, "checkpoints", ckpt_lib.DAMAGED_DIR, "latest-20"))
+  # The damaged folder is set aside (with a best checkpoint of epoch 20, which
+  # the replay saved again); latest holds two good checkpoints again.
+  set_aside = os.path.join(run, "checkpoints", ckpt_lib.SET_ASIDE_DIR)
+  assert sorted(os.listdir(set_aside)) == sorted(
+      ["latest-20"] + (["best-20"] if results["best_epoch"] == 20 else []))
   assert _steps(latest) == [19, 20]
+  assert _steps(os.path.join(run, "checkpoints", "best")) == [results["best_epoch"]]
 
 
 def test_no_restorable_checkpoint_is_one_error_naming_each_and_the_folder_to_remove(reference, tmp_path):
@@ -135,7 +140,7 @@ def test_no_restorable_checkpoint_is_one_error_naming_each_and_the_folder_to_rem
   assert message.endswith(f"To restart this run from scratch, remove its checkpoints: "
                           f"rm -r {run}/checkpoints")
   assert _steps(latest) == [19, 20]  # Nothing moved or trained.
-  assert not os.path.exists(os.path.join(run, "checkpoints", ckpt_lib.DAMAGED_DIR))
+  assert not os.path.exists(os.path.join(run, "checkpoints", ckpt_lib.SET_ASIDE_DIR))
 
 
 def _damage_best(run):
@@ -155,6 +160,19 @@ def test_damaged_best_checkpoint_at_the_final_evaluation_is_one_error(reference,
                            r"evaluate another checkpoint \(evaluate.py --checkpoint latest\) or "
                            r"retrain in a new --workdir$"):
     loop.train_and_evaluate(config, run)
+
+
+def test_damaged_latest_checkpoint_asked_for_by_evaluation_is_one_error(reference, tmp_path):
+  config, workdir, _, _ = reference
+  run = str(tmp_path / "run")
+  shutil.copytree(workdir, run)
+  folder = os.path.join(run, "checkpoints", "latest", "20")
+  _delete_ocdbt_manifest(folder)
+  with pytest.raises(CheckpointError,
+                     match=rf"^latest checkpoint {re.escape(folder)} cannot be restored \(ValueError: "
+                           r"NOT_FOUND: .*\); evaluate the best one instead \(evaluate.py "
+                           r"--checkpoint best\)$"):
+    ckpt_lib.restore_params(config, run, 120, "latest")
 
 
 def test_evaluate_cli_on_a_damaged_best_prints_one_line_and_exits_1(reference, tmp_path):

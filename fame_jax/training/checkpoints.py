@@ -48,10 +48,11 @@ from fame_jax.errors import CheckpointError
 from fame_jax.training import state as state_lib
 from fame_jax.training.config_check import config_differences, with_added_defaults
 
-# Where resume() moves checkpoints it cannot use, under the checkpoint directory:
-# out of the managers' folders (so the replayed epochs can be saved again) but
-# kept for the user to inspect or delete.
-DAMAGED_DIR = "damaged"
+# Where resume() moves the checkpoints it cannot use (the damaged ones, and the
+# best ones newer than the epoch it resumes from), under the checkpoint
+# directory: out of the managers' folders, so the replayed epochs can be saved
+# again, but kept for the user to inspect or delete.
+SET_ASIDE_DIR = "set_aside"
 
 
 class Checkpoints:
@@ -107,8 +108,8 @@ class Checkpoints:
     A checkpoint that fails (files truncated or missing on disk) is reported
     by ``log`` in one line (folder and cause) and the one before it is tried.
     When an older one restores, the failed newer ones, and any ``best``
-    checkpoint newer than it, are moved to ``<directory>/damaged``: the resumed
-    run replays those epochs exactly and saves them again.
+    checkpoint newer than it, are moved to ``<directory>/set_aside``: the
+    resumed run replays those epochs exactly and saves them again.
 
     Returns:
       ``None`` when there is no ``latest`` checkpoint (a fresh start).
@@ -127,11 +128,12 @@ class Checkpoints:
         log(f"warning: {e}")
         continue
       if failed:
-        moved = [self._move_aside(self.latest, s) for s, _ in failed]
-        moved += [self._move_aside(self.best, s) for s in self.best.all_steps() if s > step]
+        moved = [f"{self._move_aside(self.latest, s)} (cannot be restored)" for s, _ in failed]
+        moved += [f"{self._move_aside(self.best, s)} (newer than epoch {step}; the replay saves it "
+                  "again)" for s in self.best.all_steps() if s > step]
         log(f"warning: resuming from the previous good checkpoint {self.latest.directory}/{step} "
-            f"(epoch {step}); epochs after it are replayed exactly. Moved aside: "
-            + ", ".join(moved))
+            f"(epoch {step}); the epochs after it are replayed exactly. Set aside, to delete when "
+            "no longer needed: " + ", ".join(moved))
       return state, meta
     if not steps:
       return None
@@ -141,13 +143,13 @@ class Checkpoints:
         f"To restart this run from scratch, remove its checkpoints: rm -r {self.directory}")
 
   def _move_aside(self, manager: ocp.CheckpointManager, step: int) -> str:
-    """Moves ``manager``'s step folder under :data:`DAMAGED_DIR`; returns where."""
+    """Moves ``manager``'s step folder under :data:`SET_ASIDE_DIR`; returns where."""
     kind = os.path.basename(os.fspath(manager.directory))
-    target = os.path.join(self.directory, DAMAGED_DIR, f"{kind}-{step}")
+    target = os.path.join(self.directory, SET_ASIDE_DIR, f"{kind}-{step}")
     n = 1
     while os.path.exists(target):
       n += 1
-      target = os.path.join(self.directory, DAMAGED_DIR, f"{kind}-{step}.{n}")
+      target = os.path.join(self.directory, SET_ASIDE_DIR, f"{kind}-{step}.{n}")
     os.makedirs(os.path.dirname(target), exist_ok=True)
     shutil.move(os.path.join(os.fspath(manager.directory), str(step)), target)
     with _held_back_orbax_logs():
@@ -449,7 +451,10 @@ def restore_params(config: ml_collections.ConfigDict, workdir: str, num_items: i
       except CheckpointError as e:
         folder = os.path.join(os.fspath(ckpts.latest.directory), str(step), "state")
         _raise_if_misfit(e, folder, "params", state.params, config, num_items)
-        raise
+        if step is None:
+          raise
+        raise CheckpointError(f"latest {e}; evaluate the best one instead (evaluate.py "
+                              "--checkpoint best)") from e.__cause__
     epoch = None if checkpoint == "best" else int(checkpoint)
     step = ckpts.best_epoch() if epoch is None else epoch
     if step is None:
