@@ -58,14 +58,17 @@ def test_vocab_and_histories_round_trip_the_dataset(tiny_trained_run):
   assert stored.model.num_heads == config.model.num_heads and stored.eval.ks == (5, 10, 20)
 
 
-def test_evaluate_py_needs_only_the_workdir(tiny_trained_run):
+def test_evaluate_py_needs_only_the_workdir(tiny_trained_run, tmp_path):
   _, workdir, results = tiny_trained_run
-  out = _evaluate_py(f"--workdir={workdir}")
+  out = _evaluate_py(f"--workdir={workdir}", f"--export={tmp_path / 'export'}")
   assert out.returncode == 0, out.stderr
-  metrics = json.loads(out.stdout.strip().splitlines()[-1])
+  metrics = json.loads(next(l for l in out.stdout.splitlines() if l.startswith("{")))
   assert sorted(metrics) == sorted(TEST_KEYS)
+  with open(tmp_path / "export" / "manifest.json") as f:
+    exported = json.load(f)["metrics"]
   for k in TEST_KEYS:
     assert metrics[k] == pytest.approx(results[k], abs=1e-6), k
+    assert exported[k] == pytest.approx(results[k], abs=1e-6), k
 
 
 def test_a_differing_config_is_one_line_naming_the_keys(tiny_trained_run):
