@@ -170,7 +170,7 @@ def report_of(data_cfg: Any, dataset: Dataset, split: Split) -> dict[str, Any]:
       "reader": reader,
       "steps": steps,
       "dropped": dropped,
-      "result": {"users": dataset.num_users, "items": dataset.num_items,
+      "result": {"name": dataset.name, "users": dataset.num_users, "items": dataset.num_items,
                  "interactions": dataset.num_interactions,
                  "evaluated_users": int(len(split.users))},
   }
@@ -471,7 +471,10 @@ def dataset_from_files(workdir: str, config: ml_collections.ConfigDict) -> Datas
   item_raw = np.empty(vocab.num_items + 1, dtype=object)
   item_raw[0] = PAD_RAW_ID
   item_raw[1:] = [str(v) for v in vocab.items[1:]]
-  ds = Dataset(name=config.data.name, sequences=histories.sequences(),
+  name = config.data.name
+  if not name and os.path.exists(os.path.join(workdir, REPORT_FILE)):
+    name = load_report(workdir).get("result", {}).get("name", "")  # The reader's default name.
+  ds = Dataset(name=name, sequences=histories.sequences(),
                num_items=vocab.num_items,
                user_raw_ids=np.asarray([str(u) for u in vocab.users], dtype=object),
                item_raw_ids=item_raw)

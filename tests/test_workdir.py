@@ -91,6 +91,18 @@ def test_a_differing_config_is_one_line_naming_the_keys(tiny_trained_run):
   assert wd.resolve_config(workdir, given, loop._RESUMABLE_DIFFS) is given
 
 
+def test_a_run_from_before_the_data_files_loads_its_configs_data(tiny_trained_run, tmp_path):
+  config, workdir, _ = tiny_trained_run
+  old = tmp_path / "old"
+  old.mkdir()
+  shutil.copy(os.path.join(workdir, wd.CONFIG_FILE), old / wd.CONFIG_FILE)
+  assert not wd.has_data_files(str(old))
+  dataset, split = wd.load_run_data(wd.load_config(str(old)), str(old))
+  want, want_split = loop.load_data(config)
+  assert [s.tolist() for s in dataset.sequences] == [s.tolist() for s in want.sequences]
+  assert split.users.tolist() == want_split.users.tolist()
+
+
 def test_missing_workdir_names_the_file(tmp_path):
   with pytest.raises(WorkdirError, match=r"nowhere.config\.json not found"):
     wd.load_config(str(tmp_path / "nowhere"))
@@ -170,7 +182,7 @@ def test_string_id_log_trains_and_evaluates_without_the_file(tmp_path):
                                                "time": "timestamp"}
   assert report["choices"]["dedup"] == "exact" and report["choices"]["time_format_used"] == "iso8601"
   assert report["reader"]["rows_read"] == 3000 and report["reader"]["duplicates_dropped"] == 60
-  assert report["result"]["interactions"] == 2940
+  assert report["result"]["interactions"] == 2940 and report["result"]["name"] == "log"
   loop._load_data(config, workdir)  # A resume that reads the same log: accepted.
   with open(log, "a") as f:
     f.write("user_new,item_1,2023-01-01T00:00:00Z,5\n")
