@@ -91,6 +91,8 @@ def layout_for(config: ml_collections.ConfigDict, num_items: int, mesh: Mesh) ->
 def pad_params(params: Any, rows: int) -> Any:
   """``params`` with ``item_emb/embedding`` zero-padded to ``rows`` rows."""
   table = params["item_emb"]["embedding"]
+  if table.shape[0] == rows:
+    return params
   if table.shape[0] > rows:
     raise ValueError(f"item table has {table.shape[0]} rows, more than the {rows} to pad to")
   padded = jnp.pad(table, ((0, rows - table.shape[0]), (0, 0)))

@@ -72,7 +72,12 @@ def create_train_state(config: ml_collections.ConfigDict, num_items: int, rng: j
     table: the layout of a row-sharded item table
       (``sharded_table.layout_for``): the table in the state (and so its
       optimiser moments) is padded with zero rows to ``table.rows``; the
-      ``N + 1`` real rows are those of the unsharded state.
+      ``N + 1`` real rows are those of the unsharded state. The padded
+      state is then built under ``jit`` straight into its sharded layout
+      (``sharded_table.state_shardings``), so no device ever holds the whole
+      table's optimiser moments. (A fresh init still draws the ``N + 1``
+      rows as the unsharded run does, on one device, so that both runs
+      start from bitwise the same parameters.)
 
   Returns:
     ``(model, state)``; ``model`` is the ``N``-item model either way.
@@ -80,14 +85,24 @@ def create_train_state(config: ml_collections.ConfigDict, num_items: int, rng: j
   model = FAME(cfg=config.model, num_items=num_items)
   if params is None:
     params = init_params(model, config, rng)
-  if table is not None:
-    params = sharded_table.pad_params(params, table.rows)
-  frozen = None
-  if config.init.freeze_item_emb:
-    frozen = flax.traverse_util.path_aware_map(
-        lambda path, _: path[0] == "item_emb", params)
-  tx = make_optimizer(config.train, frozen)
-  return model, TrainState.create(apply_fn=model.apply, params=params, tx=tx)
+
+  def build(params):
+    if table is not None:
+      params = sharded_table.pad_params(params, table.rows)
+    frozen = None
+    if config.init.freeze_item_emb:
+      frozen = flax.traverse_util.path_aware_map(
+          lambda path, _: path[0] == "item_emb", params)
+    tx = make_optimizer(config.train, frozen)
+    return TrainState.create(apply_fn=model.apply, params=params, tx=tx)
+
+  if table is None:
+    return model, build(params)
+  # Split the padded table over the devices before the jit: a one-device
+  # input would be copied whole to every device.
+  params = sharded_table.put_state(sharded_table.pad_params(params, table.rows), table.mesh, table)
+  shardings = sharded_table.state_shardings(jax.eval_shape(build, params), table.mesh, table)
+  return model, jax.jit(build, out_shardings=shardings)(params)
 
 
 def init_params(model: FAME, config: ml_collections.ConfigDict, rng: jax.Array) -> Any:
