@@ -18,7 +18,11 @@ instead of a copy, and everything that reads the table runs per shard:
 
 Only ``[T]`` / ``[B]`` vectors and the small ``[B, L, d]`` / ``[T, d]``
 activations cross devices; the table is never gathered and the catalog never
-sorted. The model's score is linear in the item embedding (``u . e_v``,
+sorted. Each device scores all ``T`` targets of the global batch against its
+rows, so a loss tile takes ``T x chunk`` per device where the replicated
+table's data-parallel loss takes ``T / D x chunk``: lower
+``train.loss_chunk_items`` about ``D``-fold when turning the option on
+(bench/scale.py measured the difference at ML-20M size). The model's score is linear in the item embedding (``u . e_v``,
 ``models.fame``), which is what lets a shard score its own rows alone.
 
 The table has ``R`` rows, ``N + 1`` padded up to a multiple of the device
