@@ -25,7 +25,9 @@ def _bench(monkeypatch):
 def test_spec_model_is_spec_section_4_on_beauty_data(monkeypatch):
   bench = _bench(monkeypatch)
   config = bench.bench_config("spec")
-  assert config.model.to_dict() == base.get_base_config().model.to_dict()
+  protocol = base.get_base_config().model.to_dict()
+  protocol["facet_proj_init"] = "normal"  # The protocol's init; the base starts at the selector.
+  assert config.model.to_dict() == protocol
   assert (config.model.hidden_size, config.model.num_heads, config.model.num_experts) == (64, 2, 4)
   assert not config.model.moe_all_layers
   assert (config.data.max_len, config.train.batch_size) == (50, 256)

@@ -308,8 +308,9 @@ def test_readme_results_table_rows_references_and_missing_models():
   assert len(rows) == 2 + 3 * 4  # Header, rule, four models for each of the three datasets.
   std = np.std([0.050, 0.052, 0.054], ddof=1)  # The sample std, as the sweep prints it.
   assert rows[2] == (f"| Beauty | SASRec | `configs/x.py` | 3 | 0.0520 ± {std:.4f} | 0.1040 ± {2 * std:.4f} | "
-                     "0.0318 / 0.0605 (S3-Rec's SASRec, one sampled negative) |")
-  assert rows[3] == "| Beauty | FAME | `configs/x.py` | 1 | 0.0500 | 0.1000 | - |"
+                     "0.0318 / 0.0605 (S3-Rec's SASRec, one sampled negative; same file) |")
+  assert rows[3] == ("| Beauty | FAME | `configs/x.py` | 1 | 0.0500 | 0.1000 | "
+                     "0.0611 / 0.1008 (BSARec, cross-entropy; same file) |")
   assert rows[4] == "| Beauty | SASRec+text | - | 0 (not run) | - | - | - |"
   assert "| ML-1M | SASRec+text | `configs/sasrec.py:ml1m_text` | 0 (not run) |" in table
   assert seeds.STD_NAME in note and "over 1 or 3 seeds" in note

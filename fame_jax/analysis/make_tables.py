@@ -354,8 +354,10 @@ def _setting_differences(stored: dict, current: dict) -> list[str]:
   difference (``config_check.with_added_defaults``); at another value the run
   cannot be rebuilt by today's code, and says so.
   """
+  # Both sides get the keys added since (a config written by hand may lack them too).
   diffs = config_check.config_differences(
-      config_check.with_added_defaults(stored, keep_deleted=True), current)
+      config_check.with_added_defaults(stored, keep_deleted=True),
+      config_check.with_added_defaults(current, keep_deleted=True))
   inert = _inert(current)
   out = []
   for k, a, b in diffs:
