@@ -531,7 +531,8 @@ def readme_results_table(picked: dict[str, dict[str, dict]], docs: str = "docs/"
 
 # ---------------------------------------------------------------- benchmarks
 
-BENCH_FILES = ("train_throughput", "eval_speed", "validation_speed", "scale")
+BENCH_FILES = ("train_throughput", "eval_speed", "validation_speed", "scale", "read_tabular",
+               "recommend_speed", "serve_load")
 
 
 def _device(line: dict) -> str:
@@ -584,11 +585,33 @@ def _bench_rows(name: str, line: dict) -> list[tuple[str, str]]:
   if name == "scale":
     out = []
     for c in r["cases"]:
-      out.append((f"synthetic `{c['case']}`: {c['users']:,} users, {c['items']:,} items, L {c['max_len']}, "
-                  f"{c['loss_impl']} loss",
-                  f"{c['seconds_per_epoch_estimate']:,.1f} s/epoch (estimate), all-user evaluation "
-                  f"{c['eval_seconds_all_users_estimate']:,.1f} s"))
+      setting = (f"synthetic `{c['case']}`: {c['users']:,} users, {c['items']:,} items, L {c['max_len']}, "
+                 f"{c['loss_impl']} loss")
+      figure = (f"{c['seconds_per_epoch_estimate']:,.1f} s/epoch (estimate), all-user evaluation "
+                f"{c['eval_seconds_all_users_estimate']:,.1f} s")
+      if "shard_item_table" in c:
+        setting += (f", {c['device']} devices, item table "
+                    f"{'row-sharded' if c['shard_item_table'] else 'replicated'}, batch {c['batch_size']}")
+        figure += f"; state on device 0 {c['state_mb_device0']:,.1f} MB, process peak {c['peak_rss_mb']:,.0f} MB"
+        if c.get("steps_timed", 2) < 2:
+          figure += f" ({c['steps_timed']} step timed)"
+      out.append((setting, figure))
     return out
+  if name == "read_tabular":
+    setting = (f"read + preprocess a {r['rows'] / 1e6:.0f} M-row CSV of ML-20M's shape ({r['ids']} ids, "
+               f"dedup {r['dedup']}, k-core {r['kcore']})")
+    figure = f"{r['seconds']:.1f} s ({r['rows_per_second'] / 1e6:.1f} M rows/s)"
+    if "baseline_seconds" in r:
+      figure += (f"; csv-module reader on the first {r['baseline_rows'] / 1e6:.0f} M rows "
+                 f"{r['baseline_seconds']:.1f} s vs {r['ours_seconds_on_baseline_rows']:.2f} s")
+    return [(setting, figure)]
+  if name == "recommend_speed":
+    return [(f"top-{r['k']} for all {r['users']:,} Beauty users ({r['model']}), after compile",
+             f"{r['seconds']:.2f} s ({r['users_per_second']:,} users/s; compile {r['compile_seconds']:.1f} s)")]
+  if name == "serve_load":
+    return [(f"serve.py, {r['requests']:,} requests from {r['clients']} clients on 127.0.0.1 ({r['model']})",
+             f"{r['requests_per_second']:.0f} requests/s, p50 {r['latency_ms_p50']:.1f} ms, "
+             f"p99 {r['latency_ms_p99']:.1f} ms, {r['failed']} failed")]
   raise ValueError(f"unknown benchmark {name!r}")
 
 
@@ -600,6 +623,9 @@ def read_bench(bench_dir: str) -> dict[str, list[dict]]:
     if not os.path.exists(path):
       continue
     lines = _read_jsonl(path)
+    # read_tabular writes flat lines: the figures beside "command" and "when".
+    lines = [l if "result" in l else {"command": l.get("command"), "when": l.get("when"), "result": l}
+             for l in lines]
     for n, line in enumerate(lines, 1):
       for key in ("command", "when", "result"):
         if key not in line:
@@ -615,6 +641,11 @@ def _bench_key(name: str, line: dict) -> tuple:
     return (_device(line), _model(line), r.get("loss_impl", "dense"))
   if name == "validation_speed":
     return (_device(line), r.get("config", ""), r["users"])
+  if name == "scale":
+    return (_device(line), r.get("devices", 1), r.get("shard_item_table", False),
+            tuple(c["case"] for c in r["cases"]))
+  if name == "read_tabular":
+    return (_device(line), r["ids"], r["dedup"], r["kcore"], r["rows"])
   return (_device(line),)
 
 
