@@ -19,14 +19,16 @@ to only print).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import datetime
+import http.client
 import json
 import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.parse
 
 _REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, _REPO)
@@ -35,7 +37,6 @@ from fame_jax import runtime  # noqa: E402
 
 runtime.use_huge_pages()  # Before JAX loads (fame_jax/runtime.py).
 
-import aiohttp  # noqa: E402
 import numpy as np  # noqa: E402
 
 _RESULTS = os.path.join(_REPO, "results", "bench", "serve_load.jsonl")
@@ -71,27 +72,44 @@ def _random_histories(directory: str, n: int, seed: int) -> list[list]:
   return [[items[i] for i in rng.integers(1, len(items), m)] for m in lens]
 
 
-async def _load(url: str, histories: list[list], clients: int) -> tuple[list[float], list[str], float]:
+def _load(url: str, histories: list[list], clients: int) -> tuple[list[float], list[str], float]:
+  """Sends ``histories`` from ``clients`` threads, each on its own keep-alive connection."""
+  parsed = urllib.parse.urlsplit(url)
   latencies, failures = [], []
   queue = list(enumerate(histories))
+  lock = threading.Lock()
 
-  async def client(session):
-    while queue:
-      _, h = queue.pop()
-      t0 = time.perf_counter()
-      try:
-        async with session.post(url, json={"history": h, "k": 10}) as r:
-          body = await r.json()
+  def client():
+    conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=120)
+    try:
+      while True:
+        with lock:
+          if not queue:
+            return
+          _, h = queue.pop()
+        t0 = time.perf_counter()
+        try:
+          conn.request("POST", parsed.path, body=json.dumps({"history": h, "k": 10}),
+                       headers={"Content-Type": "application/json"})
+          r = conn.getresponse()
+          body = json.loads(r.read())
           if r.status != 200 or len(body.get("ids", [])) != 10:
             failures.append(f"{r.status}: {body}")
-      except Exception as e:  # noqa: BLE001 - counted, reported.
-        failures.append(f"{type(e).__name__}: {e}")
-      latencies.append(time.perf_counter() - t0)
+        except Exception as e:  # noqa: BLE001 - counted, reported.
+          failures.append(f"{type(e).__name__}: {e}")
+          conn.close()
+          conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=120)
+        latencies.append(time.perf_counter() - t0)
+    finally:
+      conn.close()
 
-  async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as session:
-    t0 = time.perf_counter()
-    await asyncio.gather(*(client(session) for _ in range(clients)))
-    return latencies, failures, time.perf_counter() - t0
+  threads = [threading.Thread(target=client) for _ in range(clients)]
+  t0 = time.perf_counter()
+  for t in threads:
+    t.start()
+  for t in threads:
+    t.join()
+  return latencies, failures, time.perf_counter() - t0
 
 
 def main() -> int:
@@ -129,10 +147,10 @@ def main() -> int:
       warm = [h for h in by_width.values() for _ in range(args.clients + 1)]
       t0 = time.perf_counter()
       for h in by_width.values():
-        asyncio.run(_load(url, [h], 1))
-      asyncio.run(_load(url, warm, args.clients))
+        _load(url, [h], 1)
+      _load(url, warm, args.clients)
       warmup = time.perf_counter() - t0
-      latencies, failures, seconds = asyncio.run(_load(url, histories, args.clients))
+      latencies, failures, seconds = _load(url, histories, args.clients)
     finally:
       server.terminate()
       server.wait(timeout=60)

@@ -201,7 +201,7 @@ def _cli(*args):
 
 def test_cli_writes_jsonl_for_every_user_and_csv_for_some(run, tmp_path):
   workdir, *_, rec = run
-  # First, so the command finds these programs in the test session's compilation cache.
+  # First, so the command finds these programs in this test run's compilation cache.
   expected = rec.recommend_users(k=5)
   some = rec.recommend_users([rec.user_ids[3], rec.user_ids[0]], k=3)
   out = tmp_path / "recs.jsonl"

@@ -89,7 +89,7 @@ DEFAULT_COLUMNS = {"user": "user_id", "item": "item_id", "time": "timestamp"}
 # (MovieLens, Amazon reviews, RecBole atomic files, Kaggle-style exports).
 AUTO_COLUMNS = {
     "user": ("user_id", "user", "userId", "uid", "reviewerID", "customer_id",
-             "visitor_id", "visitorid", "session_id", "user_id:token"),
+             "visitor_id", "visitorid", "user_id:token"),
     "item": ("item_id", "item", "itemId", "iid", "movieId", "movie_id", "asin",
              "product_id", "productId", "business_id", "track_id",
              "article_id", "item_id:token"),
