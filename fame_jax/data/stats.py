@@ -86,27 +86,22 @@ def load_config(path: str, overrides: list[str]) -> Any:
   """Loads a config file and applies ``--config.a.b=value`` overrides.
 
   Like ``ml_collections.config_flags`` (``path`` may be ``file.py:arg``, which
-  calls ``get_config(arg)``) but also accepts files that only define
-  ``get_base_config()`` (``configs/base.py``), which config_flags cannot load.
+  calls ``get_config(arg)``; :func:`fame_jax.config_tools.load_config_file`).
   Values are parsed as Python literals when possible (``5``, ``True``,
   ``(5, 10)``), else taken as strings, then type-checked by ConfigDict.
   """
   import ast
-  import importlib.util
   import sys
 
   import ml_collections
 
+  from fame_jax.config_tools import load_config_file
+
   sys.path.insert(0, ".")  # So "from configs.base import ..." resolves.
-  path, _, arg = path.partition(":")
-  spec = importlib.util.spec_from_file_location("_fame_stats_config", path)
-  if spec is None or spec.loader is None:
-    raise SystemExit(f"cannot load config file {path!r}")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  factory = getattr(module, "get_config", None) or getattr(
-      module, "get_base_config")
-  cfg = factory(arg) if arg else factory()
+  try:
+    cfg = load_config_file(path)
+  except FileNotFoundError as e:
+    raise SystemExit(str(e)) from None
   for item in overrides:
     if not item.startswith("--config.") or "=" not in item:
       raise SystemExit(f"unrecognised argument {item!r}; expected "
