@@ -43,7 +43,6 @@ from fame_jax import workdir as workdir_lib
 from fame_jax.errors import CheckpointError, UserError
 from fame_jax.models import FAME, score_items
 from fame_jax.training import checkpoints as ckpt_lib
-from fame_jax.training import state as state_lib
 from fame_jax.training import steps as steps_lib
 
 # Users per chunk: the evaluator's CPU-measured best (configs/base.py eval.batch_size).
@@ -108,36 +107,24 @@ class Recommendations:
 
 def _restore_params(config: ml_collections.ConfigDict, workdir: str, num_items: int,
                     checkpoint: str) -> Any:
-  """Params of a workdir's checkpoint, on the default device.
+  """Params of a workdir's checkpoint, on the default device
+  (:func:`fame_jax.training.checkpoints.restore_params`, whose target is abstract).
 
   The config is the workdir's own, so it fits its checkpoints by
   construction; a checkpoint of another item count fails the restore with a
-  :class:`~fame_jax.errors.CheckpointError` naming its folder. The restore
-  target comes from ``jax.eval_shape`` of the function that builds the live
-  state (docs/protocol.md trap 15) rather than from running it: initialising
-  a model op by op only to throw the values away took ~16 s of a 21 s load on
-  a 2-core CPU.
+  :class:`~fame_jax.errors.CheckpointError` naming its folder.
   """
-  device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-  abstract = jax.eval_shape(
-      lambda: state_lib.create_train_state(config, num_items, jax.random.key(0))[1])
-  abstract = jax.tree_util.tree_map(
-      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), abstract)
-  ckpts = ckpt_lib.Checkpoints(os.path.join(workdir, "checkpoints"))
-  try:
-    if checkpoint == "latest":
+  if checkpoint not in ("best", "latest") and not str(checkpoint).isdigit():
+    raise RecommendError(f"checkpoint must be 'best', 'latest' or an epoch number, got "
+                         f"{checkpoint!r}")
+  if checkpoint == "latest":
+    ckpts = ckpt_lib.Checkpoints(os.path.join(workdir, "checkpoints"))
+    try:
       if ckpts.latest_epoch() is None:
         raise CheckpointError(f"no checkpoint under {ckpts.directory}/latest: train first")
-      return ckpts.restore_latest(abstract)[0].params
-    if checkpoint != "best" and not str(checkpoint).isdigit():
-      raise RecommendError(f"checkpoint must be 'best', 'latest' or an epoch number, got "
-                           f"{checkpoint!r}")
-    epoch = None if checkpoint == "best" else int(checkpoint)
-    if (ckpts.best_epoch() if epoch is None else epoch) is None:
-      raise CheckpointError(f"no best checkpoint under {ckpts.directory}/best: train first")
-    return ckpts.restore_best(abstract.params, epoch)[0]
-  finally:
-    ckpts.close()
+    finally:
+      ckpts.close()
+  return ckpt_lib.restore_params(config, workdir, num_items, checkpoint)
 
 
 def id_key(raw: Any) -> str:
