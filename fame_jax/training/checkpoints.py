@@ -252,6 +252,10 @@ def abstract_train_state(config: ml_collections.ConfigDict, num_items: int) -> A
   the function that builds the live state rather than from running it:
   initialising a model op by op only to throw the values away took ~16 s of a
   21 s load on a 2-core CPU.
+
+  A row-sharded run's checkpoint (``R`` table rows) is the state of the
+  ``R - 1``-item model (``sharded_table.padded_model``): pass ``R - 1`` as
+  ``num_items``.
   """
   device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
   abstract = jax.eval_shape(
@@ -440,6 +444,14 @@ def restore_params(config: ml_collections.ConfigDict, workdir: str, num_items: i
                    shape_fields: Sequence[str] | None = None) -> Any:
   """Params of a workdir's ``best``/``latest``/epoch-numbered checkpoint.
 
+  A run trained with ``train.shard_item_table`` saved its item table padded
+  to a multiple of its device count (``sharded_table.padded_rows``). Such a
+  checkpoint is restored on any device count, onto the default device, and
+  the padding rows (zero, never scored) are cut: every caller gets the
+  ``[N + 1, d]`` table of an unsharded run. A caller that ranks on a
+  row-sharded table pads it again for its own device count
+  (``sharded_table.pad_params``).
+
   Args:
     config: the command's config; the abstract target is built from it by
       :func:`fame_jax.training.state.create_train_state`.
@@ -449,6 +461,9 @@ def restore_params(config: ml_collections.ConfigDict, workdir: str, num_items: i
       checkpoint.
     shape_fields: see :func:`check_fits`.
 
+  Returns:
+    The params, ``item_emb/embedding`` ``[N + 1, d]``, on the default device.
+
   Raises:
     CheckpointError: no such checkpoint, its files cannot be read (folder and
       cause named), or its parameter shapes do not fit the config ("does not
@@ -456,35 +471,74 @@ def restore_params(config: ml_collections.ConfigDict, workdir: str, num_items: i
     ValueError: the stored config does not fit the config (:func:`check_fits`).
   """
   check_fits(config, workdir, num_items, shape_fields)
-  state = abstract_train_state(config, num_items)
   ckpts = Checkpoints(os.path.join(workdir, "checkpoints"), config.train.keep_checkpoints)
   try:
     if checkpoint == "latest":
       step = ckpts.latest_epoch()
+      folder = os.path.join(os.fspath(ckpts.latest.directory), str(step), "state")
+      rows = _table_rows(config, num_items, folder if step is not None else None, "params")
+      state = abstract_train_state(config, rows - 1)
       try:
-        return ckpts.restore_latest(state, step)[0].params
+        params = ckpts.restore_latest(state, step)[0].params
       except CheckpointError as e:
-        folder = os.path.join(os.fspath(ckpts.latest.directory), str(step), "state")
         _raise_if_misfit(e, folder, "params", state.params, config, num_items)
         if step is None:
           raise
         raise CheckpointError(f"latest {e}; evaluate the best one instead (evaluate.py "
                               "--checkpoint best)") from e.__cause__
-    epoch = None if checkpoint == "best" else int(checkpoint)
-    step = ckpts.best_epoch() if epoch is None else epoch
-    if step is None:
-      raise CheckpointError(f"no best checkpoint under {ckpts.best.directory}: train first")
-    if step not in ckpts.best.all_steps():
-      raise CheckpointError(f"no best checkpoint of epoch {step} under {ckpts.best.directory} "
-                            f"(kept: {list(ckpts.best.all_steps())})")
-    try:
-      return ckpts.restore_best(state.params, step)[0]
-    except CheckpointError as e:
+    else:
+      epoch = None if checkpoint == "best" else int(checkpoint)
+      step = ckpts.best_epoch() if epoch is None else epoch
+      if step is None:
+        raise CheckpointError(f"no best checkpoint under {ckpts.best.directory}: train first")
+      if step not in ckpts.best.all_steps():
+        raise CheckpointError(f"no best checkpoint of epoch {step} under {ckpts.best.directory} "
+                              f"(kept: {list(ckpts.best.all_steps())})")
       folder = os.path.join(os.fspath(ckpts.best.directory), str(step), "params")
-      _raise_if_misfit(e, folder, None, state.params, config, num_items)
-      raise
+      state = abstract_train_state(config, _table_rows(config, num_items, folder, None) - 1)
+      try:
+        params = ckpts.restore_best(state.params, step)[0]
+      except CheckpointError as e:
+        _raise_if_misfit(e, folder, None, state.params, config, num_items)
+        raise
   finally:
     ckpts.close()
+  return _without_padding_rows(params, num_items, os.path.dirname(folder))
+
+
+def _table_rows(config: ml_collections.ConfigDict, num_items: int, item_dir: str | None,
+                subtree: str | None) -> int:
+  """Rows of the item table a checkpoint holds: ``N + 1``, or more for a
+  run with ``train.shard_item_table`` (padded for the devices it ran on).
+
+  Only such runs read the checkpoint's metadata for it. Metadata that cannot
+  be read gives ``N + 1``: the restore then reports the damage.
+  """
+  rows = num_items + 1
+  if item_dir is None or not config.train.get("shard_item_table", False):
+    return rows
+  stored = _stored_shapes(item_dir, subtree)
+  table = (stored or {}).get("['item_emb']['embedding']")
+  # Fewer rows, or a table of another width, is a misfit the restore names.
+  return table[0] if table is not None and table[0] > rows else rows
+
+
+def _without_padding_rows(params: Any, num_items: int, folder: str) -> Any:
+  """``params`` with the item table cut to its ``N + 1`` real rows.
+
+  Raises:
+    CheckpointError: the rows beyond ``N + 1`` are not all zero: they are not
+      a row-sharded run's padding (which gets no gradient and stays zero), so
+      the checkpoint is of another catalogue.
+  """
+  table = params["item_emb"]["embedding"]
+  if table.shape[0] == num_items + 1:
+    return params
+  if bool(jax.numpy.any(table[num_items + 1:] != 0)):
+    raise CheckpointError(
+        f"checkpoint {folder} does not fit this config: its item table has {table.shape[0]} "
+        f"rows and those beyond the {num_items + 1} of the data are not zero padding")
+  return {**params, "item_emb": {**params["item_emb"], "embedding": table[:num_items + 1]}}
 
 
 def _raise_if_misfit(error: CheckpointError, item_dir: str, subtree: str | None,
@@ -495,17 +549,7 @@ def _raise_if_misfit(error: CheckpointError, item_dir: str, subtree: str | None,
   checkpoint's own metadata then tells a config mismatch from a damaged file.
   Unreadable metadata means damage: nothing is raised here.
   """
-  try:
-    with _held_back_orbax_logs():
-      checkpointer = ocp.StandardCheckpointer()
-      try:
-        tree = checkpointer.metadata(item_dir)
-      finally:
-        checkpointer.close()
-    tree = getattr(tree, "item_metadata", tree)
-    stored = _shapes(tree[subtree] if subtree else tree)
-  except Exception:  # pylint: disable=broad-except
-    return
+  stored = _stored_shapes(item_dir, subtree)
   if not stored or any(shape is None for shape in stored.values()):
     return  # Metadata read only in part: damaged, not a different model.
   wanted = _shapes(params)
@@ -517,6 +561,22 @@ def _raise_if_misfit(error: CheckpointError, item_dir: str, subtree: str | None,
         f"({num_items} items, hidden_size {config.model.hidden_size}): params "
         + "; ".join(diffs[:3]) + (f"; ... ({len(diffs)} in all)" if len(diffs) > 3 else "")
     ) from error
+
+
+def _stored_shapes(item_dir: str, subtree: str | None) -> dict[str, tuple[int, ...] | None] | None:
+  """``{key path: shape}`` of the params in a checkpoint item's metadata
+  (``subtree`` of it, if given); ``None`` when the metadata cannot be read."""
+  try:
+    with _held_back_orbax_logs():
+      checkpointer = ocp.StandardCheckpointer()
+      try:
+        tree = checkpointer.metadata(item_dir)
+      finally:
+        checkpointer.close()
+    tree = getattr(tree, "item_metadata", tree)
+    return _shapes(tree[subtree] if subtree else tree)
+  except Exception:  # pylint: disable=broad-except
+    return None
 
 
 def _shapes(tree: Any) -> dict[str, tuple[int, ...] | None]:
