@@ -23,7 +23,7 @@ if __name__ == "__main__":  # Before JAX loads: re-runs once with malloc on huge
 from absl import flags, logging
 from ml_collections import config_flags
 
-from fame_jax import cli
+from fame_jax import cli, distributed
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Optional: default = the workdir's config.json; a given config file "
@@ -32,14 +32,18 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory written by train.
 _SPLIT = flags.DEFINE_enum("split", "test", ["valid", "test"], "Which split to rank.")
 _CHECKPOINT = flags.DEFINE_string("checkpoint", "best", "'best', 'latest' or an epoch number.")
 _EXPORT = flags.DEFINE_string("export", None, "Also export arrays and plots to this directory.")
+distributed.define_flags()
 flags.mark_flags_as_required(["workdir"])
 
 
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO.
+  distributed.initialize_from_flags()  # Several processes: each ranks its share of users.
   from fame_jax.training import evaluate_workdir  # JAX loads after the flags are checked.
   metrics = evaluate_workdir(_CONFIG.value, _WORKDIR.value, _SPLIT.value, _CHECKPOINT.value)
+  if not distributed.is_main():
+    return  # Every process computed the same metrics; process 0 prints them.
   print(json.dumps(metrics, sort_keys=True))
   if _EXPORT.value:
     from fame_jax import export

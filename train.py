@@ -10,6 +10,11 @@ Bad data, config, workdir or checkpoint: one line on stderr and exit 2
 
 Re-running the same command on an interrupted workdir resumes it; re-running
 a finished one with a larger --config.train.max_epochs continues it.
+
+Several processes (hosts): start the same command in each, with
+--coordinator_address=HOST:PORT --num_processes=N --process_id=I (or the
+JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID variables, or
+inside SLURM's srun with nothing); see fame_jax/distributed.py.
 """
 
 if __name__ == "__main__":  # Before JAX loads: re-runs once with malloc on huge pages.
@@ -19,13 +24,14 @@ if __name__ == "__main__":  # Before JAX loads: re-runs once with malloc on huge
 from absl import flags, logging
 from ml_collections import config_flags
 
-from fame_jax import cli, config_tools
+from fame_jax import cli, config_tools, distributed
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (configs/*.py).", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (checkpoints, metrics, results).")
 _PRINT_CONFIG = flags.DEFINE_bool(
     "print_config", False, "Print the resolved config and its differences from configs/base.py, then "
     "exit without training (no --workdir needed).")
+distributed.define_flags()
 flags.mark_flag_as_required("config")
 flags.register_multi_flags_validator(
     ["workdir", "print_config"], lambda f: bool(f["workdir"]) or f["print_config"],
@@ -39,6 +45,7 @@ def main(argv):
     print(config_tools.describe(_CONFIG.value, get_base_config(), name=flags.FLAGS["config"].config_filename))
     return
   logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO.
+  distributed.initialize_from_flags()  # Several processes: join them before JAX computes.
   from fame_jax.training import train_and_evaluate  # JAX loads only when training.
   train_and_evaluate(_CONFIG.value, _WORKDIR.value)
 

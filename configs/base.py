@@ -93,6 +93,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.train.loss_chunk_items = 8192  # Item tile for loss_impl="chunked".
   c.train.shard_item_table = False  # Split the item table's rows over the devices (huge catalogs; fame_jax/sharded_table.py).
   c.train.log_every_steps = 50  # Progress-bar refresh.
+  c.train.log_step_losses = False  # Also write each step's loss in metrics.jsonl (step_losses).
   c.train.keep_checkpoints = 2  # Latest checkpoints kept (2: a damaged newest falls back); best kept apart.
   c.train.progress = True  # tqdm progress bars for epochs and steps.
   # Stop, resumable, after this epoch (split a long run into parts; the same

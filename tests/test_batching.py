@@ -103,7 +103,7 @@ def test_epoch_is_lazy_and_list_like(examples, packing):
   b = batching.make_batcher(_train(), examples=examples, max_len=12, batch_size=8, packing=packing)
   built = []
   original = b._assemble
-  b._assemble = lambda *a: built.append(1) or original(*a)
+  b._assemble = lambda *a, **k: built.append(1) or original(*a, **k)
   batches = b.epoch(0, 1)
   assert isinstance(batches, batching.LazyBatches) and len(batches) > 3
   assert not built  # Nothing assembled before it is read.

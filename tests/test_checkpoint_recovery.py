@@ -122,6 +122,25 @@ def test_damaged_newest_checkpoint_falls_back_and_replays_exactly(reference, tmp
   assert _steps(os.path.join(run, "checkpoints", "best")) == [results["best_epoch"]]
 
 
+def test_killed_between_the_best_and_the_latest_save_replays_the_epoch(reference, tmp_path, capsys):
+  """A run killed after epoch 20's best checkpoint was written but before its
+  latest one: the resume starts from epoch 19, sets the newer best aside, and
+  the replay saves it again (no 'step already exists')."""
+  config, workdir, results, rows = reference
+  assert results["best_epoch"] == 20  # The tiny run still improves at its end.
+  run = _interrupted_copy(workdir, tmp_path)
+  shutil.rmtree(os.path.join(run, "checkpoints", "latest", "20"))
+  resumed = loop.train_and_evaluate(config, run)
+  out = capsys.readouterr().out
+  assert f"{run}/checkpoints/{ckpt_lib.SET_ASIDE_DIR}/best-20 (newer than epoch 19" in out
+  assert "cannot be restored" not in out
+  for k, v in results.items():
+    if k.startswith(("valid/", "test/")):
+      assert abs(v - resumed[k]) <= 1e-6, k
+  assert resumed["best_epoch"] == 20
+  assert _steps(os.path.join(run, "checkpoints", "best")) == [20]
+
+
 def test_no_restorable_checkpoint_is_one_error_naming_each_and_the_folder_to_remove(reference, tmp_path):
   config, workdir, _, _ = reference
   run = _interrupted_copy(workdir, tmp_path)

@@ -35,6 +35,7 @@ ADDED_KEYS = {
     "data.dedup": "tabular logs: which repeated rows are dropped ('keep' = none, as before)",
     "data.time_format": "tabular logs: how the time column is parsed ('auto')",
     "train.shard_item_table": "row-sharded item table over the devices (False = replicated, as before)",
+    "train.log_step_losses": "bookkeeping: each step's loss in metrics.jsonl (False = not, as before)",
 }
 
 # Defaults changed after the stored copy was taken: {key: (stored, now, why)}.

@@ -309,7 +309,7 @@ def analysis_tables(analysis_dir: str) -> str:
 # over them), logging, checkpoint housekeeping, caches, and the loss and scoring
 # implementations (chunked and dense compute the same loss, tests/test_losses.py).
 _NEUTRAL = re.compile(
-    r"^(train\.(seed|progress|log_every_steps|keep_checkpoints|stop_after_epoch|loss_impl"
+    r"^(train\.(seed|progress|log_every_steps|log_step_losses|keep_checkpoints|stop_after_epoch|loss_impl"
     r"|loss_chunk_items)|eval\.batch_size"
     r"|pretrain\.(text_cache_dir|checkpoint_every_steps|encode_batch_size))$")
 # The models the README compares and the config file each is trained with;

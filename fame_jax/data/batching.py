@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import collections.abc
 import dataclasses
+import functools
 import math
 from typing import Any, Callable
 
@@ -125,11 +126,16 @@ class AllPositionsBatcher:
   def num_targets(self) -> int:
     return int(self.lengths.sum())
 
-  def epoch(self, seed: int, epoch: int) -> LazyBatches:
-    """All batches of one epoch, in order (deterministic in seed and epoch)."""
+  def epoch(self, seed: int, epoch: int, rows: tuple[int, int] | None = None) -> LazyBatches:
+    """All batches of one epoch, in order (deterministic in seed and epoch).
+
+    ``rows=(lo, hi)``: only rows ``lo .. hi - 1`` of each batch (one process's
+    share of a global batch, ``fame_jax.distributed``); the plan is the same.
+    """
     order = epoch_rng(seed, epoch).permutation(len(self.examples))
     groups = self._pack(order) if self.packing else self._unpacked(order)
-    return LazyBatches(groups, self._assemble)
+    lo, hi = rows if rows is not None else (0, self.rows_per_batch)
+    return LazyBatches(groups, functools.partial(self._assemble, lo=lo, hi=hi))
 
   def _unpacked(self, order: np.ndarray) -> list[list[list[int]]]:
     groups = []
@@ -167,11 +173,12 @@ class AllPositionsBatcher:
       groups.append(rows)
     return groups
 
-  def _assemble(self, rows: list[list[int]]) -> Batch:
-    r_, l_ = self.rows_per_batch, self.max_len
+  def _assemble(self, rows: list[list[int]], lo: int = 0, hi: int | None = None) -> Batch:
+    hi = self.rows_per_batch if hi is None else hi
+    r_, l_ = hi - lo, self.max_len
     b = {k: np.zeros((r_, l_), np.int32) for k in ("items", "positions", "segments", "targets")}
     b["weights"] = np.zeros((r_, l_), np.float32)
-    for r, ex_ids in enumerate(rows):
+    for r, ex_ids in enumerate(rows[lo:hi]):
       col = 0
       for seg, i in enumerate(ex_ids, start=1):
         x, y = self.examples[i]
@@ -222,8 +229,11 @@ class PrefixLastBatcher:
   def num_targets(self) -> int:
     return len(self.users)
 
-  def epoch(self, seed: int, epoch: int) -> LazyBatches:
-    """Batches of one epoch: shuffled within buckets, buckets interleaved."""
+  def epoch(self, seed: int, epoch: int, rows: tuple[int, int] | None = None) -> LazyBatches:
+    """Batches of one epoch: shuffled within buckets, buckets interleaved.
+
+    ``rows=(lo, hi)``: only rows ``lo .. hi - 1`` of each batch.
+    """
     rng = epoch_rng(seed, epoch)
     chunks = []
     for b in range(len(self.widths)):
@@ -234,11 +244,14 @@ class PrefixLastBatcher:
       for s in range(0, len(idx), self.batch_size):
         chunks.append((b, idx[s:s + self.batch_size]))
     order = rng.permutation(len(chunks))
-    return LazyBatches([chunks[i] for i in order], self._assemble)
+    lo, hi = rows if rows is not None else (0, self.batch_size)
+    return LazyBatches([chunks[i] for i in order], functools.partial(self._assemble, lo=lo, hi=hi))
 
-  def _assemble(self, bucket: int, idx: np.ndarray) -> Batch:
+  def _assemble(self, bucket: int, idx: np.ndarray, lo: int = 0, hi: int | None = None) -> Batch:
     w = int(self.widths[bucket])
-    r_ = self.batch_size
+    hi = self.batch_size if hi is None else hi
+    idx = idx[lo:hi]
+    r_ = hi - lo
     b = {k: np.zeros((r_, w), np.int32) for k in ("items", "positions", "segments", "targets")}
     b["weights"] = np.zeros((r_, w), np.float32)
     # Positions counted from the end: column j of a width-w batch is position

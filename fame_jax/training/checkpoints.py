@@ -43,7 +43,7 @@ import jax
 import ml_collections
 import orbax.checkpoint as ocp
 
-from fame_jax import options
+from fame_jax import distributed, options
 from fame_jax.errors import CheckpointError
 from fame_jax.training import state as state_lib
 from fame_jax.training.config_check import config_differences, with_added_defaults
@@ -71,12 +71,20 @@ class Checkpoints:
     # Opening reads each step's metadata; a damaged one is reported by the
     # restore that needs it, not logged here.
     with _held_back_orbax_logs():
+      # Over several processes both managers save the same epoch at once: each
+      # needs barrier names of its own.
       self.latest = ocp.CheckpointManager(
           os.path.join(directory, "latest"),
-          options=ocp.CheckpointManagerOptions(max_to_keep=max(1, keep_latest), create=True))
+          options=ocp.CheckpointManagerOptions(
+              max_to_keep=max(1, keep_latest), create=True,
+              multiprocessing_options=ocp.options.MultiprocessingOptions(
+                  barrier_sync_key_prefix="latest")))
       self.best = ocp.CheckpointManager(
           os.path.join(directory, "best"),
-          options=ocp.CheckpointManagerOptions(max_to_keep=1, create=True))
+          options=ocp.CheckpointManagerOptions(
+              max_to_keep=1, create=True,
+              multiprocessing_options=ocp.options.MultiprocessingOptions(
+                  barrier_sync_key_prefix="best")))
 
   # ------------------------------------------------------------------ latest
   def save_latest(self, epoch: int, state: Any, meta: dict) -> None:
@@ -127,15 +135,25 @@ class Checkpoints:
         failed.append((step, _first_line(e.__cause__ or e)))
         log(f"warning: {e}")
         continue
-      if failed:
+      # A best checkpoint newer than the one resumed from: its epoch is
+      # replayed and saved again (a run killed between the two saves of an
+      # epoch leaves one without the other).
+      newer_best = [s for s in self.best.all_steps() if s > step]
+      if failed or newer_best:
         moved = [f"{self._move_aside(self.latest, s)} (cannot be restored)" for s, _ in failed]
         moved += [f"{self._move_aside(self.best, s)} (newer than epoch {step}; the replay saves it "
-                  "again)" for s in self.best.all_steps() if s > step]
-        log(f"warning: resuming from the previous good checkpoint {self.latest.directory}/{step} "
-            f"(epoch {step}); the epochs after it are replayed exactly. Set aside, to delete when "
-            "no longer needed: " + ", ".join(moved))
+                  "again)" for s in newer_best]
+        log((f"warning: resuming from the previous good checkpoint {self.latest.directory}/{step} "
+             f"(epoch {step}); the epochs after it are replayed exactly. " if failed else "")
+            + "Set aside, to delete when no longer needed: " + ", ".join(moved))
       return state, meta
     if not steps:
+      # Killed before any latest checkpoint was complete: a best one saved
+      # in that time is replayed too.
+      moved = [self._move_aside(self.best, s) for s in self.best.all_steps()]
+      if moved:
+        log("Set aside (no latest checkpoint to resume from; the run starts afresh), to delete "
+            "when no longer needed: " + ", ".join(moved))
       return None
     tried = "; ".join(f"{self.latest.directory}/{s}: {cause}" for s, cause in failed)
     raise CheckpointError(
@@ -150,8 +168,10 @@ class Checkpoints:
     while os.path.exists(target):
       n += 1
       target = os.path.join(self.directory, SET_ASIDE_DIR, f"{kind}-{step}.{n}")
-    os.makedirs(os.path.dirname(target), exist_ok=True)
-    shutil.move(os.path.join(os.fspath(manager.directory), str(step)), target)
+    if distributed.is_main():  # Over several processes, one moves it; all reload.
+      os.makedirs(os.path.dirname(target), exist_ok=True)
+      shutil.move(os.path.join(os.fspath(manager.directory), str(step)), target)
+    distributed.barrier(f"set_aside_{kind}_{step}")
     with _held_back_orbax_logs():
       manager.reload()
     return target

@@ -76,7 +76,8 @@ ADDED_DEFAULTS = {"model.output_norm_scale": 1.0,
                   "data.columns.user": "", "data.columns.item": "", "data.columns.time": "",
                   "data.dedup": "keep", "data.time_format": "auto",
                   # Runs made before the row-sharded item table replicated it.
-                  "train.shard_item_table": False}
+                  "train.shard_item_table": False,
+                  "train.log_step_losses": False}
 
 
 def with_added_defaults(stored: dict, keep_deleted: bool = False) -> dict:

@@ -37,7 +37,7 @@ import ml_collections
 import numpy as np
 from tqdm.auto import tqdm
 
-from fame_jax import evaluation, options, parallel, sharded_table
+from fame_jax import distributed, evaluation, options, parallel, sharded_table
 from fame_jax import workdir as workdir_lib
 from fame_jax.data import batching
 from fame_jax.data import preprocess as preprocess_lib
@@ -45,7 +45,7 @@ from fame_jax.data.dataset import Dataset
 from fame_jax.data.errors import DataError
 from fame_jax.data.loading import load_data
 from fame_jax.data.split import Split
-from fame_jax.errors import DivergedError
+from fame_jax.errors import ConfigError, DivergedError
 from fame_jax.models import FAME, count_params
 from fame_jax.training import checkpoints as ckpt_lib
 from fame_jax.training import state as state_lib
@@ -58,6 +58,7 @@ from fame_jax.training.config_check import (config_differences, validate_config,
 # data order or the dropout keys, so a short run validated every 2 epochs
 # resumes as a longer one validated every epoch (tests/test_training.py).
 _RESUMABLE_DIFFS = ("train.max_epochs", "train.patience_evals", "train.log_every_steps",
+                    "train.log_step_losses",
                     "train.eval_every_epochs",
                     "eval.batch_size", "data.path", "data.item_text_path", "data.attributes_path",
                     "data.attribute_names_path", "data.metadata_path", "data.tfds_data_dir",
@@ -65,14 +66,17 @@ _RESUMABLE_DIFFS = ("train.max_epochs", "train.patience_evals", "train.log_every
 
 
 def _log(msg: str) -> None:
-  tqdm.write(msg)
+  """One console line, from process 0 only (``fame_jax.distributed``)."""
+  if distributed.is_main():
+    tqdm.write(msg)
 
 
 def _show_progress(config: ml_collections.ConfigDict) -> bool:
   """tqdm bars only where a person watches a terminal: redirected to a file,
   their carriage-return frames would interleave with the log lines, so a
   non-TTY stderr gets the plain per-epoch lines of :func:`_fit` alone."""
-  return bool(config.train.get("progress", True)) and sys.stderr.isatty()
+  return (bool(config.train.get("progress", True)) and sys.stderr.isatty()
+          and distributed.is_main())
 
 
 # An epoch's mean training loss above this many times ln(num_items) warns that
@@ -142,10 +146,13 @@ def model_variant(model_cfg: ml_collections.ConfigDict) -> str:
 
 
 def _evaluate_split(model, params, config, split: Split, which: str, num_items: int,
-                    progress: bool, table=None) -> dict[str, float]:
+                    progress: bool, table=None, mesh=None) -> dict[str, float]:
   histories, targets = split.eval_examples(which)
   score_fn, rank_fn = None, None
-  if table is None:
+  if distributed.process_count() > 1:
+    # Each process ranks its rows of every chunk; the ranks are gathered.
+    rank_fn = steps_lib.make_global_rank_fn(model, params, config, mesh, table)
+  elif table is None:
     score_fn = steps_lib.make_score_fn(model, params, config.train.examples, config.data.max_len)
   else:  # Row-sharded table: per-shard counts, never a [B, N + 1] matrix.
     rank_fn = steps_lib.make_sharded_rank_fn(model, params, config, table)
@@ -165,6 +172,8 @@ def _read_metrics(path: str, upto_epoch: int) -> list[dict]:
 
 
 def _write_metrics(path: str, rows: list[dict]) -> None:
+  if not distributed.is_main():
+    return
   tmp = path + ".tmp"
   with open(tmp, "w") as f:
     for r in rows:
@@ -189,10 +198,12 @@ def _check_stored_config(config: ml_collections.ConfigDict, workdir: str) -> Non
 
 def _prepare_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
   """Writes ``config.json`` (atomically), or checks the stored one still matches."""
-  os.makedirs(workdir, exist_ok=True)
   _check_stored_config(config, workdir)
-  workdir_lib.write_json_atomic(os.path.join(workdir, workdir_lib.CONFIG_FILE),
-                                json.loads(config.to_json_best_effort()))
+  if distributed.is_main():
+    os.makedirs(workdir, exist_ok=True)
+    workdir_lib.write_json_atomic(os.path.join(workdir, workdir_lib.CONFIG_FILE),
+                                  json.loads(config.to_json_best_effort()))
+  distributed.barrier("prepare_workdir")
 
 
 def finished_run_continues(results: dict, rows: list[dict],
@@ -277,6 +288,8 @@ class _Run:
   progress: bool
   # sharded_table.TableLayout with train.shard_item_table, else None (replicated table).
   table: Any = None
+  # This process's rows (lo, hi) of every global batch (all rows in one process).
+  rows: tuple[int, int] | None = None
 
   @property
   def metrics_path(self) -> str:
@@ -323,10 +336,12 @@ def _load_data(config: ml_collections.ConfigDict, workdir: str) -> tuple[Dataset
   compares with the dataset of an evaluation command.
   """
   dataset, split = load_data(config)
-  workdir_lib.write_or_check_data_files(workdir, config.data, dataset, split)
-  with open(os.path.join(workdir, "data_summary.json"), "w") as f:
-    json.dump({k: v for k, v in dataset.statistics().items() if k != "preprocessing"}
-              | {"split_dropped_users": split.dropped_users}, f, indent=2)
+  if distributed.is_main():  # The other processes read the same data (same file, same code).
+    workdir_lib.write_or_check_data_files(workdir, config.data, dataset, split)
+    with open(os.path.join(workdir, "data_summary.json"), "w") as f:
+      json.dump({k: v for k, v in dataset.statistics().items() if k != "preprocessing"}
+                | {"split_dropped_users": split.dropped_users}, f, indent=2)
+  distributed.barrier("load_data")
   return dataset, split
 
 
@@ -351,9 +366,10 @@ def _build_model_and_state(config: ml_collections.ConfigDict, workdir: str, data
   model, state = state_lib.create_train_state(config, dataset.num_items, init_rng, params=None,
                                               table=table)
   ckpts = ckpt_lib.Checkpoints(os.path.join(workdir, "checkpoints"), config.train.keep_checkpoints)
+  rows = distributed.local_row_range(parallel.batch_sharded(mesh), batcher.rows_per_batch)
   run = _Run(config=config, workdir=workdir, dataset=dataset, split=split, mesh=mesh,
              batcher=batcher, model=model, init_rng=init_rng, step_rng=step_rng, ckpts=ckpts,
-             progress=_show_progress(config), table=table)
+             progress=_show_progress(config), table=table, rows=rows)
   return run, sharded_table.put_state(state, mesh, table)
 
 
@@ -416,6 +432,11 @@ def _initial_params(config, model, rng, dataset, workdir):
   params = state_lib.init_params(model, config, rng)
   source = config.init.item_embeddings_from
   if config.pretrain.enabled and not source:
+    if distributed.process_count() > 1:
+      raise ConfigError(
+          "text pre-training (pretrain.enabled) runs in one process: pre-train first with the same "
+          "config and --config.train.max_epochs=0 in one process, then train over several processes "
+          "with --config.init.item_embeddings_from=<that workdir>")
     from fame_jax.pretraining import pretrain
     pretrain.run_pretraining(config, dataset, workdir)
     source = workdir
@@ -463,9 +484,11 @@ def _fit(run: _Run, state: Any, tracker: dict, rows: list[dict], epochs_done: in
       break
     t0 = time.time()
     step_losses = []
-    for batch in tqdm(run.batcher.epoch(config.train.seed, epoch), desc=f"epoch {epoch}",
-                      leave=False, disable=not run.progress):
-      state, m = train_step(state, parallel.put_batch(batch, mesh), run.step_rng)
+    for batch in tqdm(run.batcher.epoch(config.train.seed, epoch, rows=run.rows),
+                      desc=f"epoch {epoch}", leave=False, disable=not run.progress):
+      batch = distributed.put_local_rows(batch, parallel.batch_sharded(mesh),
+                                         run.batcher.rows_per_batch)
+      state, m = train_step(state, batch, run.step_rng)
       step_losses.append(m)
     loss_sums = np.asarray([float(m["loss_sum"]) for m in step_losses])
     weight_sums = np.asarray([float(m["weight_sum"]) for m in step_losses])
@@ -479,10 +502,12 @@ def _fit(run: _Run, state: Any, tracker: dict, rows: list[dict], epochs_done: in
     tracker["train_seconds"] += train_seconds
     row = {"epoch": epoch, "step": int(state.step), "loss": float(loss_sums.sum() / weight_sums.sum()),
            "train_seconds": train_seconds}
+    if config.train.get("log_step_losses", False):
+      row["step_losses"] = (loss_sums / np.maximum(weight_sums, 1.0)).tolist()
     if epoch % config.train.eval_every_epochs == 0 or epoch == config.train.max_epochs:
       t1 = time.time()
       valid = _evaluate_split(run.model, state.params, config, run.split, "valid",
-                              run.dataset.num_items, progress=False, table=run.table)
+                              run.dataset.num_items, progress=False, table=run.table, mesh=mesh)
       row.update(valid)
       row["eval_seconds"] = time.time() - t1
       if valid["valid/NDCG@10"] > tracker["best_ndcg10"]:
@@ -521,7 +546,8 @@ def _final_evaluation(run: _Run, state: Any, tracker: dict, rows: list[dict]) ->
   results: dict[str, Any] = {}
   for which in ("valid", "test"):
     results.update(_evaluate_split(run.model, params, config, run.split, which,
-                                   run.dataset.num_items, run.progress, table=run.table))
+                                   run.dataset.num_items, run.progress, table=run.table,
+                                   mesh=run.mesh))
   results.update({
       "best_epoch": int(meta["epoch"]),
       "epochs_run": int(rows[-1]["epoch"]) if rows else 0,
@@ -538,7 +564,8 @@ def _final_evaluation(run: _Run, state: Any, tracker: dict, rows: list[dict]) ->
           "split": "leave-one-out (last = test, second-to-last = valid)",
           "model_selection": "best validation NDCG@10",
       },
-      "devices": f"{jax.device_count()} x {jax.devices()[0].device_kind}",
+      "devices": f"{jax.device_count()} x {jax.devices()[0].device_kind}"
+                 + (f" in {jax.process_count()} processes" if jax.process_count() > 1 else ""),
   })
   return results
 
@@ -546,9 +573,11 @@ def _final_evaluation(run: _Run, state: Any, tracker: dict, rows: list[dict]) ->
 def _write_results(run: _Run, results: dict[str, Any], rows: list[dict]) -> None:
   """Writes ``results.json`` (atomically: its presence marks a finished run) and
   ``training_curves.png``; closes the checkpoints."""
-  workdir_lib.write_json_atomic(os.path.join(run.workdir, "results.json"), results)
-  _plot_curves(rows, os.path.join(run.workdir, "training_curves.png"))
+  if distributed.is_main():
+    workdir_lib.write_json_atomic(os.path.join(run.workdir, "results.json"), results)
+    _plot_curves(rows, os.path.join(run.workdir, "training_curves.png"))
   run.ckpts.close()
+  distributed.barrier("write_results")
   _log("test: " + ", ".join(f"{k}={results[k]:.4f}" for k in sorted(results) if k.startswith("test/")))
 
 
@@ -597,8 +626,11 @@ def evaluate_workdir(config: ml_collections.ConfigDict | None, workdir: str, spl
   dataset, split = workdir_lib.load_run_data(config, workdir)
   params = restore_params(config, workdir, dataset.num_items, checkpoint)
   model = FAME(cfg=config.model, num_items=dataset.num_items)
+  mesh = parallel.make_mesh()
+  if distributed.process_count() > 1:  # Restored on this process's devices; now on the mesh.
+    params = distributed.put_global_tree(params, parallel.replicated(mesh))
   return _evaluate_split(model, params, config, split, split_name, dataset.num_items,
-                         progress=sys.stderr.isatty())  # No tqdm frames in a redirected log.
+                         progress=sys.stderr.isatty() and distributed.is_main(), mesh=mesh)
 
 
 def restore_params(config: ml_collections.ConfigDict, workdir: str, num_items: int,

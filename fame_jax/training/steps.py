@@ -249,3 +249,54 @@ def make_sharded_rank_fn(model: FAME, params: Any, config: ml_collections.Config
                 jnp.asarray(history))
 
   return rank_fn
+
+
+def make_global_rank_fn(model: FAME, params: Any, config: ml_collections.ConfigDict, mesh: Mesh,
+                        table: TableLayout | None = None) -> Callable:
+  """``evaluation.evaluate``'s ``rank_fn`` over a mesh that spans processes.
+
+  Every process holds the whole chunk on the host (the same users in the same
+  order) and transfers only the rows of its own devices
+  (``distributed.put_global``); the user vectors and the ranks are computed
+  where the rows are (a replicated table: the scores of those rows and
+  ``evaluation.compute_ranks``; a row-sharded one: ``sharded_table.ranks``,
+  whose per-shard counts are summed across processes), and the ``[B]``
+  integer ranks are gathered so that every process computes the same
+  metrics. Rows are padded to a multiple of the device count. One process
+  gives the same ranks as :func:`make_score_fn` / :func:`make_sharded_rank_fn`.
+  """
+  from fame_jax import distributed
+  examples, max_len = config.train.examples, config.data.max_len
+  mask_history, chunk = bool(config.eval.mask_history), int(config.train.loss_chunk_items)
+  key = ("global", id(model), examples, max_len, table, mask_history, chunk, mesh)
+  if key not in _RANKERS:
+    left_pad = examples == "prefix_last"
+    apply = None if table is None else sharded_table.apply_fn(model, table)
+
+    def rank(params, inputs, lengths, targets, history):
+      u = _user_outputs(model, params, inputs, lengths, left_pad, max_len, apply)
+      emb = params["item_emb"]["embedding"]
+      if table is None:
+        return evaluation.compute_ranks(score_items(u, emb), targets, history, mask_history)
+      return sharded_table.ranks(u, emb, targets, history, table, mask_history, chunk)
+
+    rows = parallel.batch_sharded(mesh)
+    _RANKERS[key] = (model, jax.jit(rank, out_shardings=rows))
+  rank = _RANKERS[key][1]
+  rows = parallel.batch_sharded(mesh)
+  n_dev = mesh.devices.size
+
+  def rank_fn(inputs, lengths, targets, history):
+    lengths = np.asarray(lengths, np.int32)
+    b = len(lengths)
+    width = min(max_len, evaluation.next_pow2(int(lengths.max(initial=1))))
+    pad = -b % n_dev
+    host = [np.asarray(inputs, np.int32)[:, :width], lengths, np.asarray(targets, np.int32),
+            np.asarray(history, np.int32)]
+    if pad:  # Empty rows (target 1) to fill every device; their ranks are dropped.
+      host = [np.concatenate([x, (np.ones if i == 2 else np.zeros)((pad,) + x.shape[1:], np.int32)])
+              for i, x in enumerate(host)]
+    out = rank(params, *(distributed.put_global(x, rows) for x in host))
+    return distributed.gather(out)[:b]
+
+  return rank_fn

@@ -1,0 +1,60 @@
+"""One process of a multi-process training run, for tests/test_multiprocess.py.
+
+  python tests/multiprocess_check.py WORKDIR NUM_PROCESSES PROCESS_ID PORT [KILL_AT_STEP]
+
+Trains configs/tiny.py (4 epochs, validation every 2, per-step losses logged)
+in WORKDIR on CPU, as process PROCESS_ID of NUM_PROCESSES joined at
+127.0.0.1:PORT (gloo collectives). NUM_PROCESSES=1 is the reference: one
+process with 2 CPU devices, the same global mesh as 2 processes of 1 device.
+KILL_AT_STEP > 0: the process kills itself (SIGKILL, no clean-up, as a
+preempted job) right after its training step KILL_AT_STEP has run; every
+process of the run reaches that step, so the whole run dies there.
+"""
+
+import os
+import signal
+import sys
+
+NUM_PROCESSES = int(sys.argv[2])
+os.environ["JAX_PLATFORMS"] = "cpu"
+if NUM_PROCESSES == 1:
+  os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from fame_jax import distributed  # noqa: E402
+
+WORKDIR, PROCESS_ID, PORT = sys.argv[1], int(sys.argv[3]), int(sys.argv[4])
+KILL_AT_STEP = int(sys.argv[5]) if len(sys.argv) > 5 else 0
+
+distributed.initialize(distributed.resolve(f"127.0.0.1:{PORT}", NUM_PROCESSES, PROCESS_ID))
+
+import jax  # noqa: E402
+
+from configs.tiny import get_config  # noqa: E402
+from fame_jax.training import loop  # noqa: E402
+from fame_jax.training import steps  # noqa: E402
+
+assert jax.device_count() == 2 and jax.process_count() == NUM_PROCESSES, jax.devices()
+
+if KILL_AT_STEP:
+  make_train_step = steps.make_train_step
+
+  def killing_train_step(*args, **kwargs):
+    step = make_train_step(*args, **kwargs)
+
+    def run(state, batch, rng):
+      state, metrics = step(state, batch, rng)
+      if int(state.step) == KILL_AT_STEP:
+        jax.block_until_ready(metrics)
+        os.kill(os.getpid(), signal.SIGKILL)
+      return state, metrics
+
+    return run
+
+  steps.make_train_step = killing_train_step
+
+config = get_config()
+config.train.max_epochs = 4
+config.train.eval_every_epochs = 2
+config.train.log_step_losses = True
+loop.train_and_evaluate(config, WORKDIR)
