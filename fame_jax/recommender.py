@@ -20,15 +20,19 @@ them (docs/protocol.md §7). ``tests/test_recommender.py`` ranks the
 evaluator's validation and test histories both ways and compares.
 
 Speed: one jitted function scores a chunk of users and takes its top ``k`` on
-device (``jax.lax.top_k``), so only ``[B, k]`` comes back to the host. Users
-go through in order of history length; each chunk is padded to a bucket of
-rows (a power of two) and the model runs on the narrowest power-of-two width
-that holds the chunk's longest window, as the evaluator does. Each
-(rows, width, history width, k) bucket compiles once per process.
+device (:func:`top_k`), so only ``[B, k]`` comes back to the host. Users go
+through in order of history length; each chunk is padded to a bucket of rows
+(a power of two) and the model runs on the narrowest width bucket
+(:func:`width_bucket`, four a doubling) that holds the chunk's longest
+window. Only the last block runs at just the scored row (the model's
+``query_index``, as the evaluator's). Two chunks run at once, from two
+threads. Each (rows, width, history width, k) bucket compiles once per
+process.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import os
 from typing import Any, Iterable, Sequence
@@ -45,10 +49,18 @@ from fame_jax.models import FAME, score_items
 from fame_jax.training import checkpoints as ckpt_lib
 from fame_jax.training import steps as steps_lib
 
-# Users per chunk: the evaluator's CPU-measured best (configs/base.py eval.batch_size).
-_CHUNK_USERS = 512
+# Users per chunk. Measured on the 2-core CPU (bench/recommend_speed.py): with
+# two chunks in flight 128 beat 256 and 512 (its [128, N + 1] scores stay in
+# cache between the matmul, the history mask and the top-k).
+_CHUNK_USERS = 128
+# Chunks run at once, each from its own thread: XLA's CPU runtime leaves
+# cores idle in one program's narrow steps that a second program fills
+# (~20 % less wall time than one at a time on 2 cores).
+_IN_FLIGHT = 2
 # Smallest row bucket, so one-user calls and a few-user calls share a compile.
 _MIN_ROWS = 8
+# Items per group of the two-stage top-k (:func:`top_k`).
+_TOPK_GROUP = 32
 
 UNKNOWN_CHOICES = ("error", "skip")
 
@@ -146,6 +158,56 @@ def make_index(raw_ids: Sequence[Any], first: int = 0) -> dict[str, int]:
   if len(index) != len(raw_ids) - first:
     raise ValueError("raw ids that differ only in type (e.g. 12 and '12') cannot be told apart")
   return index
+
+
+def width_bucket(n: int, max_len: int) -> int:
+  """The model width for a chunk whose longest window is ``n``: ``n`` up to 8,
+  then rounded up to a quarter of its power-of-two octave (10, 12, 14, 16,
+  20, 24, ...), at most ``max_len``.
+
+  Every padded column costs a whole position of the forward pass (the
+  trunk's attention and FFN), and most histories are short: over Beauty's
+  users (chunks of 128 in length order) power-of-two widths ran 38 % more
+  positions than there are items (9 items on 16 columns), these buckets 6 %,
+  for a few more compiled shapes.
+  """
+  n = max(1, int(n))
+  step = max(1, evaluation.next_pow2(n) // 8)
+  return min(max_len, -(-n // step) * step)
+
+
+def top_k(scores: jax.Array, k: int, group: int = _TOPK_GROUP) -> tuple[jax.Array, jax.Array]:
+  """``jax.lax.top_k(scores, k)``, in two cheaper passes over a wide catalogue.
+
+  The items are cut into groups of ``group``; the ``k`` best items lie in the
+  ``k`` groups with the highest maxima (any other group's best is beaten by
+  ``k`` items), so ``top_k`` runs over the ``[B, G]`` group maxima and then
+  over the ``k * group`` items of the chosen groups, instead of over all
+  ``N + 1``. The groups are gathered in item order, so equal scores come out
+  lowest index first, as ``jax.lax.top_k`` gives them (a tied group left out
+  comes after ``k`` tied groups taken, each holding an item of that score).
+  With fewer than ``4 k`` groups it is ``jax.lax.top_k``.
+
+  Args:
+    scores: ``[B, n]`` float.
+    k: ``1 .. n``.
+    group: items per group.
+
+  Returns:
+    ``(values [B, k], indices [B, k] int32)``, best first.
+  """
+  b, n = scores.shape
+  groups = -(-n // group)
+  if groups < 4 * k:
+    return jax.lax.top_k(scores, k)
+  tiles = jnp.pad(scores, ((0, 0), (0, groups * group - n)),
+                  constant_values=-jnp.inf).reshape(b, groups, group)
+  _, best = jax.lax.top_k(jnp.max(tiles, axis=2), k)
+  best = jnp.sort(best, axis=1)  # Item order: ties resolve as in one top_k.
+  values, pos = jax.lax.top_k(
+      jnp.take_along_axis(tiles, best[:, :, None], axis=1).reshape(b, k * group), k)
+  index = jnp.take_along_axis(best, pos // group, axis=1) * group + pos % group
+  return values, index.astype(jnp.int32)
 
 
 # --------------------------------------------------------------------- ragged rows
@@ -337,7 +399,7 @@ class Recommender:
       scores = jnp.where(banned[None, :], -jnp.inf, scores)
     rows = jnp.arange(scores.shape[0])[:, None]
     scores = scores.at[rows, history].set(-jnp.inf)
-    return jax.lax.top_k(scores, k)
+    return top_k(scores, k)
 
   def _chunks(self, hist: _Ragged, mask_history: bool, chunk_users: int):
     """Yields ``(positions, inputs, lengths, history)`` chunks in length order.
@@ -354,7 +416,7 @@ class Recommender:
       lens = np.zeros(size, np.int64)
       starts[:n], lens[:n] = hist.starts[pos], hist.lens[pos]
       longest = int(lens.max(initial=1))
-      width = min(self.max_len, evaluation.next_pow2(longest))
+      width = width_bucket(min(longest, self.max_len), self.max_len)
       inputs = _rows_of(hist.flat, starts, lens, width, last=True)
       lengths = np.minimum(lens, self.max_len).astype(np.int32)
       if mask_history:
@@ -371,15 +433,19 @@ class Recommender:
       raise RecommendError(f"history {int(np.argmin(hist.lens))} is empty: nothing to recommend from")
     mask_history, banned = self._banned(exclude)
     banned = jnp.asarray(banned) if banned.any() else None
-    pending = []
-    for pos, inputs, lengths, full in self._chunks(hist, mask_history, chunk_users):
-      # Dispatch every chunk before reading any back, so host work overlaps device work.
-      pending.append((pos, self._topk(self.params, inputs, lengths, full, banned, k=int(k))))
     scores = np.full((len(hist), k), -np.inf, np.float32)
     index = np.zeros((len(hist), k), np.int32)
-    for pos, (s, i) in pending:
-      scores[pos] = np.asarray(s)[:len(pos)]
-      index[pos] = np.asarray(i)[:len(pos)]
+
+    def run(pos, inputs, lengths, full):
+      s, i = self._topk(self.params, inputs, lengths, full, banned, k=int(k))
+      scores[pos], index[pos] = np.asarray(s)[:len(pos)], np.asarray(i)[:len(pos)]
+
+    # The next chunks are cut on this thread while the pool's threads run
+    # earlier ones; each chunk writes its own rows.
+    with concurrent.futures.ThreadPoolExecutor(_IN_FLIGHT) as pool:
+      done = [pool.submit(run, *chunk) for chunk in self._chunks(hist, mask_history, chunk_users)]
+    for future in done:
+      future.result()  # Re-raises a chunk's error.
     ids = self._item_array[index]
     ids[~np.isfinite(scores)] = None  # Excluded items and the pad are never recommended.
     return ids, scores

@@ -303,10 +303,12 @@ def test_packed_row_equals_separate_rows(overrides):
 @pytest.mark.parametrize("overrides", [
     dict(), dict(num_experts=1, facet_heads=False), dict(facet_item_proj="slice"),
     dict(num_experts=1), dict(gate="uniform"), dict(facet_heads=False),
-    dict(moe_all_layers=True), dict(num_heads=1)])
+    dict(moe_all_layers=True), dict(moe_all_layers=True, facet_heads=False), dict(num_heads=1)])
 def test_query_index_equals_that_row_of_the_full_model(overrides):
-  # The evaluation fast path: the last block computed at one row per
-  # sequence must give that row of the full computation, for every block kind.
+  # The evaluation and recommendation fast path: the last block computed at
+  # one row per sequence (dropout off) must give that row of the full
+  # computation, for every block kind (SASRec; FAME; MoE in every block, with
+  # a FAME or a standard last block), at real and at pad rows.
   model, params = _random_model(**overrides)
   items, positions, segments = ref.mixed_batch()
   u, inter = _apply(model, params, items, positions, segments, train=False)

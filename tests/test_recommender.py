@@ -18,6 +18,7 @@ import pytest
 from fame_jax import evaluation
 from fame_jax.errors import UserError, WorkdirError
 from fame_jax.models import FAME
+from fame_jax import recommender
 from fame_jax.recommender import Recommender, RecommendError, UnknownIdsError
 from fame_jax.training import steps
 
@@ -182,15 +183,40 @@ def test_user_vectors_times_item_embeddings_are_the_scores(run):
 def test_calls_of_one_bucket_compile_once(run):
   *_, split, _, rec = run
   histories = _raw(rec, split.eval_examples("test")[0])
-  rec.recommend(histories, k=K)
+  one_chunk = 512
+  rec.recommend(histories, k=K, chunk_users=one_chunk)
   compiled = rec.compiled_shapes()
   # 257..512 histories, the longest over 16 items: the same (rows, width,
   # history width) bucket, so no new program.
-  rec.recommend(histories[:300], k=K)
-  rec.recommend(histories[100:], k=K)
+  rec.recommend(histories[:300], k=K, chunk_users=one_chunk)
+  rec.recommend(histories[100:], k=K, chunk_users=one_chunk)
   assert rec.compiled_shapes() == compiled
-  rec.recommend(histories[:300], k=K + 1)  # k is static: a new program.
+  rec.recommend(histories[:300], k=K + 1, chunk_users=one_chunk)  # k is static: a new program.
   assert rec.compiled_shapes() == compiled + 1
+
+
+@pytest.mark.parametrize("n, k, group", [(3001, 10, 32), (1000, 1, 8), (333, 7, 4), (120, 10, 32)])
+def test_two_stage_top_k_is_jax_top_k(n, k, group):
+  import jax
+  rng = np.random.default_rng(n)
+  scores = np.round(rng.normal(size=(24, n)), 1).astype(np.float32)  # Many equal scores.
+  scores[:, 0] = -np.inf  # The pad column.
+  scores[3, 2:] = -np.inf  # Fewer real candidates than k.
+  scores[5] = 0.5  # One score everywhere: ties resolve lowest index first.
+  scores[6, -k:] = 9.0  # The best items in the last, partial, group.
+  values, index = jax.jit(recommender.top_k, static_argnums=(1, 2))(scores, k, group)
+  want_values, want_index = jax.lax.top_k(scores, k)
+  np.testing.assert_array_equal(values, want_values)
+  np.testing.assert_array_equal(index, want_index)
+  assert index.dtype == np.int32
+
+
+def test_width_buckets():
+  widths = [recommender.width_bucket(n, 50) for n in range(1, 60)]
+  assert widths[:8] == list(range(1, 9))  # Short windows run at their own width.
+  assert sorted(set(widths[8:])) == [10, 12, 14, 16, 20, 24, 28, 32, 40, 48, 50]
+  for n, w in enumerate(widths, 1):
+    assert min(n, 50) <= w <= max(8, 1.25 * min(n, 50))  # Holds the window, under 25 % waste.
 
 
 def _cli(*args):
