@@ -22,6 +22,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEVICES = 8
 NUM_ITEMS = 120  # configs/tiny.py: 121 table rows, padded to 128 on 8 devices.
 PARAMS_DUMP = "sharded_params.npz"
+RESTORED_HERE = "restored_on_8_devices.json"
 
 
 def _config():
@@ -36,7 +37,8 @@ def _config():
 
 
 def _train(workdir: str) -> None:
-  """The subprocess: trains the sharded run and dumps its best params, padded.
+  """The subprocess: trains the sharded run, dumps its best params, padded,
+  and restores them with ``restore_params`` on its 8 devices.
 
   The dump is restored into the sharded layout the run trained in (as its
   final evaluation restores it), not through ``checkpoints.restore_params``.
@@ -64,6 +66,11 @@ def _train(workdir: str) -> None:
     ckpts.close()
   flat = flax.traverse_util.flatten_dict(jax.device_get(params), sep="/")
   np.savez(os.path.join(workdir, PARAMS_DUMP), **flat)
+  # restore_params on the training device count too.
+  here = ckpt_lib.restore_params(config, workdir, NUM_ITEMS)["item_emb"]["embedding"]
+  with open(os.path.join(workdir, RESTORED_HERE), "w") as f:
+    json.dump({"shape": list(here.shape), "equal": bool(np.array_equal(
+        np.asarray(here), flat["item_emb/embedding"][:NUM_ITEMS + 1]))}, f)
 
 
 @pytest.fixture(scope="module")
@@ -104,6 +111,8 @@ def test_restore_params_cuts_the_padding_rows(workdir):
                                   want["item_emb"]["embedding"][:NUM_ITEMS + 1])
     np.testing.assert_array_equal(np.asarray(got["fame_block"]["facet_proj"]),
                                   want["fame_block"]["facet_proj"])
+  with open(os.path.join(workdir, RESTORED_HERE)) as f:  # In the 8-device process.
+    assert json.load(f) == {"shape": [NUM_ITEMS + 1, config.model.hidden_size], "equal": True}
 
 
 def test_evaluate_workdir_reproduces_results_json(workdir):
@@ -136,7 +145,8 @@ def recommenders(workdir):
 def test_recommender_equals_the_replicated_reference(recommenders):
   rec, ref = recommenders
   assert rec.params["item_emb"]["embedding"].shape[0] == NUM_ITEMS + 1
-  got, want = rec.recommend_users(k=10), ref.recommend_users(k=10)
+  # One chunk of all 400 users: one program each to compile.
+  got, want = rec.recommend_users(k=10, chunk_users=512), ref.recommend_users(k=10, chunk_users=512)
   assert len(got) == 400
   np.testing.assert_array_equal(got.ids, want.ids)
   np.testing.assert_allclose(got.scores, want.scores, rtol=1e-6)
