@@ -3,14 +3,16 @@
   python tests/multiprocess_check.py WORKDIR NUM_PROCESSES PROCESS_ID PORT [KILL_AT_STEP]
 
 Trains configs/tiny.py (4 epochs, validation every 2, per-step losses logged)
-in WORKDIR on CPU, as process PROCESS_ID of NUM_PROCESSES joined at
-127.0.0.1:PORT (gloo collectives). NUM_PROCESSES=1 is the reference: one
-process with 2 CPU devices, the same global mesh as 2 processes of 1 device.
+in WORKDIR on CPU, then evaluates the workdir as evaluate.py does (each
+process writes WORKDIR/evaluate_process<ID>.json), as process PROCESS_ID of NUM_PROCESSES joined at
+127.0.0.1:PORT (gloo collectives). NUM_PROCESSES=1: one process with 2 CPU
+devices, the same global mesh as 2 processes of 1 device (bit-for-bit equal).
 KILL_AT_STEP > 0: the process kills itself (SIGKILL, no clean-up, as a
 preempted job) right after its training step KILL_AT_STEP has run; every
 process of the run reaches that step, so the whole run dies there.
 """
 
+import json
 import os
 import signal
 import sys
@@ -33,6 +35,7 @@ import jax  # noqa: E402
 from configs.tiny import get_config  # noqa: E402
 from fame_jax.training import loop  # noqa: E402
 from fame_jax.training import steps  # noqa: E402
+from tests.multiprocess_check_config import multiprocess_config  # noqa: E402
 
 assert jax.device_count() == 2 and jax.process_count() == NUM_PROCESSES, jax.devices()
 
@@ -53,8 +56,10 @@ if KILL_AT_STEP:
 
   steps.make_train_step = killing_train_step
 
-config = get_config()
-config.train.max_epochs = 4
-config.train.eval_every_epochs = 2
-config.train.log_step_losses = True
+config = multiprocess_config(get_config())
 loop.train_and_evaluate(config, WORKDIR)
+# evaluate.py's path: the workdir's best checkpoint restored by every process,
+# its test split ranked by all of them together.
+metrics = loop.evaluate_workdir(None, WORKDIR, "test")
+with open(os.path.join(WORKDIR, f"evaluate_process{PROCESS_ID}.json"), "w") as f:
+  json.dump(metrics, f)

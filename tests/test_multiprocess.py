@@ -1,9 +1,9 @@
 """Training over several processes (JAX multi-controller, gloo on CPU).
 
-Two processes on 127.0.0.1 with one CPU device each must give the same
-per-step losses and the same metrics as one process with two devices (the
-same global mesh and batches), and a two-process run killed mid-epoch must
-resume to that same result. The processes run tests/multiprocess_check.py.
+Two processes on 127.0.0.1 with one CPU device each, killed in the middle of
+an epoch and started again, must give the per-step losses and the metrics of
+one process with two devices (the same global mesh and batches). The
+processes run tests/multiprocess_check.py.
 """
 
 from __future__ import annotations
@@ -20,6 +20,9 @@ import pytest
 from fame_jax import distributed
 from fame_jax.errors import ConfigError
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from multiprocess_check_config import multiprocess_config  # noqa: E402
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CHECK = os.path.join(ROOT, "tests", "multiprocess_check.py")
 
@@ -30,14 +33,17 @@ def _free_port() -> int:
     return s.getsockname()[1]
 
 
-def _launch(workdir: str, num_processes: int, kill_at_step: int = 0) -> list[int]:
-  """Starts the run's processes, waits for all; their exit codes."""
+def _start(workdir: str, num_processes: int, kill_at_step: int = 0) -> list[subprocess.Popen]:
   port = _free_port()
   env = dict(os.environ, FAME_JAX_HUGEPAGES="0")
-  procs = [subprocess.Popen([sys.executable, CHECK, workdir, str(num_processes), str(i), str(port),
-                             str(kill_at_step)], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-           for i in range(num_processes)]
+  return [subprocess.Popen([sys.executable, CHECK, workdir, str(num_processes), str(i), str(port),
+                            str(kill_at_step)], env=env, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True)
+          for i in range(num_processes)]
+
+
+def _wait(procs: list[subprocess.Popen], expect_kill: bool = False) -> list[int]:
+  """Waits for a run's processes; their exit codes (a failure shows their logs)."""
   codes, logs = [], []
   for p in procs:
     try:
@@ -48,7 +54,7 @@ def _launch(workdir: str, num_processes: int, kill_at_step: int = 0) -> list[int
       raise
     codes.append(p.returncode)
     logs.append(out)
-  if kill_at_step == 0 and any(codes):
+  if not expect_kill and any(codes):
     raise AssertionError("a process failed:\n" + "\n----\n".join(l[-3000:] for l in logs))
   return codes
 
@@ -64,27 +70,39 @@ def _results(workdir: str) -> dict:
 
 
 def test_two_processes_killed_mid_epoch_resume_to_the_one_process_result(tmp_path):
-  ref = str(tmp_path / "one_process")
-  _launch(ref, 1)
-  ref_rows, ref_results = _rows(ref), _results(ref)
-  assert [r["epoch"] for r in ref_rows] == [1, 2, 3, 4]
-
+  sys.path.insert(0, ROOT)
+  from configs.tiny import get_config
+  from fame_jax.data import batching
+  from fame_jax.data.loading import load_data
+  config = multiprocess_config(get_config())
+  _, split = load_data(config)
+  batcher = batching.make_batcher(split.train, examples=config.train.examples,
+                                  max_len=config.data.max_len, batch_size=config.train.batch_size,
+                                  packing=config.train.packing, row_multiple=2)
+  per_epoch = [len(batcher.epoch(config.train.seed, e)) for e in (1, 2, 3)]
   # Killed in the middle of epoch 3: the checkpoint of epoch 2 (or 1) is
   # what the restart finds; the metrics file holds no row of epoch 3.
-  two = str(tmp_path / "two_processes")
-  kill_at = (ref_rows[1]["step"] + ref_rows[2]["step"]) // 2
+  kill_at = per_epoch[0] + per_epoch[1] + per_epoch[2] // 2
+  # The reference, one process with 2 devices (the same global mesh), runs
+  # beside the two processes that are killed.
+  ref, two = str(tmp_path / "one_process"), str(tmp_path / "two_processes")
+  reference, killed = _start(ref, 1), _start(two, 2, kill_at_step=kill_at)
+  codes = _wait(killed, expect_kill=True)
+  _wait(reference)
+  ref_rows, ref_results = _rows(ref), _results(ref)
+  assert [r["epoch"] for r in ref_rows] == [1, 2, 3, 4]
   assert ref_rows[1]["step"] < kill_at < ref_rows[2]["step"]
-  codes = _launch(two, 2, kill_at_step=kill_at)
   assert codes == [-9, -9], codes
   assert not os.path.exists(os.path.join(two, "results.json"))
   assert [r["epoch"] for r in _rows(two)] in ([1, 2], [1])
 
-  _launch(two, 2)  # The same command again: resumes and finishes.
+  _wait(_start(two, 2))  # The same command again: resumes and finishes.
   rows, results = _rows(two), _results(two)
   assert [r["epoch"] for r in rows] == [1, 2, 3, 4]
   for got, want in zip(rows, ref_rows):
     assert got["step"] == want["step"]
-    # Same global batches on the same 2-device mesh: equal to float32 rounding.
+    # The same global batches on the same 2-device mesh: the same losses
+    # (one device instead of two changes them by float32 rounding only).
     np.testing.assert_allclose(got["step_losses"], want["step_losses"], rtol=1e-6, atol=0)
     for k in ("valid/NDCG@10", "valid/HR@10"):
       assert (k in got) == (k in want)
@@ -96,6 +114,11 @@ def test_two_processes_killed_mid_epoch_resume_to_the_one_process_result(tmp_pat
   assert results["best_epoch"] == ref_results["best_epoch"]
   assert results["num_params"] == ref_results["num_params"]
   assert results["devices"].endswith("in 2 processes")
+  # evaluate.py over the 2 processes: the same test metrics in each.
+  for i in range(2):
+    with open(os.path.join(two, f"evaluate_process{i}.json")) as f:
+      evaluated = json.load(f)
+    assert evaluated == {k: v for k, v in results.items() if k.startswith("test/")}
 
 
 # ---------------------------------------------------------------- settings

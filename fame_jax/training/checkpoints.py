@@ -266,7 +266,7 @@ class StepCheckpoints:
 
 
 def abstract_train_state(config: ml_collections.ConfigDict, num_items: int) -> Any:
-  """``ShapeDtypeStruct`` tree of the train state ``config`` builds, on the default device.
+  """``ShapeDtypeStruct`` tree of the train state ``config`` builds, on this process's first device.
 
   The restore target of docs/protocol.md trap 15, from ``jax.eval_shape`` of
   the function that builds the live state rather than from running it:
@@ -277,7 +277,8 @@ def abstract_train_state(config: ml_collections.ConfigDict, num_items: int) -> A
   ``R - 1``-item model (``sharded_table.padded_model``): pass ``R - 1`` as
   ``num_items``.
   """
-  device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  # This process's first device: over several processes each restores a copy.
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
   abstract = jax.eval_shape(
       lambda: state_lib.create_train_state(config, num_items, jax.random.key(0))[1])
   return jax.tree_util.tree_map(

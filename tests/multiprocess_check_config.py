@@ -1,0 +1,9 @@
+"""The config of the multi-process test runs (tests/test_multiprocess.py)."""
+
+
+def multiprocess_config(config):
+  """configs/tiny.py cut to 4 epochs, validated every 2, each step's loss logged."""
+  config.train.max_epochs = 4
+  config.train.eval_every_epochs = 2
+  config.train.log_step_losses = True
+  return config
