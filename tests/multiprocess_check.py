@@ -1,13 +1,14 @@
 """One process of a multi-process training run, for tests/test_multiprocess.py.
 
-  python tests/multiprocess_check.py WORKDIR NUM_PROCESSES PROCESS_ID PORT [KILL_AT_STEP]
+  python tests/multiprocess_check.py WORKDIR NUM_PROCESSES PROCESS_ID PORT KILL_AT_STEP SHARDED
 
 Trains configs/tiny.py (4 epochs, validation every 2, per-step losses logged)
 in WORKDIR on CPU, then evaluates the workdir as evaluate.py does (each
 process writes WORKDIR/evaluate_process<ID>.json), as process PROCESS_ID of NUM_PROCESSES joined at
 127.0.0.1:PORT (gloo collectives). NUM_PROCESSES=1: one process with 2 CPU
 devices, the same global mesh as 2 processes of 1 device (bit-for-bit equal).
-KILL_AT_STEP > 0: the process kills itself (SIGKILL, no clean-up, as a
+SHARDED=1: the item table is row-sharded over the devices of both processes
+(train.shard_item_table). KILL_AT_STEP > 0: the process kills itself (SIGKILL, no clean-up, as a
 preempted job) right after its training step KILL_AT_STEP has run; every
 process of the run reaches that step, so the whole run dies there.
 """
@@ -26,7 +27,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from fame_jax import distributed  # noqa: E402
 
 WORKDIR, PROCESS_ID, PORT = sys.argv[1], int(sys.argv[3]), int(sys.argv[4])
-KILL_AT_STEP = int(sys.argv[5]) if len(sys.argv) > 5 else 0
+KILL_AT_STEP, SHARDED = int(sys.argv[5]), sys.argv[6] == "1"
 
 distributed.initialize(distributed.resolve(f"127.0.0.1:{PORT}", NUM_PROCESSES, PROCESS_ID))
 
@@ -56,7 +57,7 @@ if KILL_AT_STEP:
 
   steps.make_train_step = killing_train_step
 
-config = multiprocess_config(get_config())
+config = multiprocess_config(get_config(), shard_item_table=SHARDED)
 loop.train_and_evaluate(config, WORKDIR)
 # evaluate.py's path: the workdir's best checkpoint restored by every process,
 # its test split ranked by all of them together.

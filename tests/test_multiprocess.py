@@ -33,11 +33,12 @@ def _free_port() -> int:
     return s.getsockname()[1]
 
 
-def _start(workdir: str, num_processes: int, kill_at_step: int = 0) -> list[subprocess.Popen]:
+def _start(workdir: str, num_processes: int, kill_at_step: int = 0, sharded: bool = False
+           ) -> list[subprocess.Popen]:
   port = _free_port()
   env = dict(os.environ, FAME_JAX_HUGEPAGES="0")
   return [subprocess.Popen([sys.executable, CHECK, workdir, str(num_processes), str(i), str(port),
-                            str(kill_at_step)], env=env, stdout=subprocess.PIPE,
+                            str(kill_at_step), str(int(sharded))], env=env, stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, text=True)
           for i in range(num_processes)]
 
@@ -69,12 +70,16 @@ def _results(workdir: str) -> dict:
     return json.load(f)
 
 
-def test_two_processes_killed_mid_epoch_resume_to_the_one_process_result(tmp_path):
+@pytest.mark.parametrize("sharded", [False, pytest.param(True, marks=pytest.mark.slow)],
+                         ids=["replicated_table", "row_sharded_table"])
+def test_two_processes_killed_mid_epoch_resume_to_the_one_process_result(tmp_path, sharded):
+  """Replicated item table (in CI), and row-sharded over the 2 processes'
+  devices (slow: -m slow), its Orbax checkpoints then split between them."""
   sys.path.insert(0, ROOT)
   from configs.tiny import get_config
   from fame_jax.data import batching
   from fame_jax.data.loading import load_data
-  config = multiprocess_config(get_config())
+  config = multiprocess_config(get_config(), shard_item_table=sharded)
   _, split = load_data(config)
   batcher = batching.make_batcher(split.train, examples=config.train.examples,
                                   max_len=config.data.max_len, batch_size=config.train.batch_size,
@@ -86,7 +91,7 @@ def test_two_processes_killed_mid_epoch_resume_to_the_one_process_result(tmp_pat
   # The reference, one process with 2 devices (the same global mesh), runs
   # beside the two processes that are killed.
   ref, two = str(tmp_path / "one_process"), str(tmp_path / "two_processes")
-  reference, killed = _start(ref, 1), _start(two, 2, kill_at_step=kill_at)
+  reference, killed = _start(ref, 1, sharded=sharded), _start(two, 2, kill_at, sharded)
   codes = _wait(killed, expect_kill=True)
   _wait(reference)
   ref_rows, ref_results = _rows(ref), _results(ref)
@@ -96,7 +101,7 @@ def test_two_processes_killed_mid_epoch_resume_to_the_one_process_result(tmp_pat
   assert not os.path.exists(os.path.join(two, "results.json"))
   assert [r["epoch"] for r in _rows(two)] in ([1, 2], [1])
 
-  _wait(_start(two, 2))  # The same command again: resumes and finishes.
+  _wait(_start(two, 2, sharded=sharded))  # The same command again: resumes and finishes.
   rows, results = _rows(two), _results(two)
   assert [r["epoch"] for r in rows] == [1, 2, 3, 4]
   for got, want in zip(rows, ref_rows):
