@@ -446,6 +446,25 @@ def _initial_params(config, model, rng, dataset, workdir):
   return params
 
 
+def peak_memory_bytes(reset: bool = False) -> int | None:
+  """Peak memory of this run: the accelerator's peak bytes in use, else (CPU)
+  the process's resident high-water mark (Linux VmHWM); None where neither is
+  known. ``reset`` restarts the CPU high-water mark, so a sweep's earlier runs
+  do not count (an accelerator's peak cannot be reset: in a sweep it is the
+  process's)."""
+  stats = jax.local_devices()[0].memory_stats() or {}
+  if "peak_bytes_in_use" in stats:
+    return int(stats["peak_bytes_in_use"])
+  try:
+    if reset:
+      with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    with open("/proc/self/status") as f:
+      return next((int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:")), None)
+  except OSError:
+    return None
+
+
 def _fit(run: _Run, state: Any, tracker: dict, rows: list[dict], epochs_done: int
          ) -> tuple[Any, int | None]:
   """Trains epochs ``epochs_done + 1 .. train.max_epochs``.
@@ -477,6 +496,7 @@ def _fit(run: _Run, state: Any, tracker: dict, rows: list[dict], epochs_done: in
        f"{run.batcher.num_targets:,} training targets/epoch; rows/batch {run.batcher.rows_per_batch}")
 
   stopped_early = tracker["evals_since_best"] >= config.train.patience_evals
+  peak_memory_bytes(reset=True)
   epoch_bar = tqdm(range(start_epoch, config.train.max_epochs + 1), desc="epochs",
                    initial=start_epoch - 1, total=config.train.max_epochs, disable=not run.progress)
   for epoch in epoch_bar:
@@ -501,7 +521,7 @@ def _fit(run: _Run, state: Any, tracker: dict, rows: list[dict], epochs_done: in
     train_seconds = time.time() - t0
     tracker["train_seconds"] += train_seconds
     row = {"epoch": epoch, "step": int(state.step), "loss": float(loss_sums.sum() / weight_sums.sum()),
-           "train_seconds": train_seconds}
+           "train_seconds": train_seconds, "peak_memory_bytes": peak_memory_bytes()}
     if config.train.get("log_step_losses", False):
       row["step_losses"] = (loss_sums / np.maximum(weight_sums, 1.0)).tolist()
     if epoch % config.train.eval_every_epochs == 0 or epoch == config.train.max_epochs:
