@@ -31,6 +31,8 @@ import argparse
 import json
 import os
 
+from fame_jax.analysis.seeds import jsonl_rows
+
 _NDCG = "valid/NDCG@10"
 
 
@@ -45,20 +47,13 @@ def read_log(run_dir: str) -> list[dict]:
   if not os.path.exists(path):
     raise SystemExit(f"{path} not found: pass a run's results or work directory")
   rows = []
-  with open(path) as f:
-    for n, line in enumerate(f, 1):
-      if not line.strip():
-        continue
-      try:
-        row = json.loads(line)
-      except json.JSONDecodeError as e:
-        raise SystemExit(f"{path}:{n}: not JSON ({e.msg})") from None
-      if _NDCG not in row:  # Rows without validation (e.g. a final test row) are not epochs.
-        continue
-      for key in ("epoch", "loss"):
-        if not isinstance(row.get(key), (int, float)):
-          raise SystemExit(f"{path}:{n}: epoch row without a numeric {key!r}")
-      rows.append(row)
+  for n, row in jsonl_rows(path):
+    if _NDCG not in row:  # Rows without validation (e.g. a final test row) are not epochs.
+      continue
+    for key in ("epoch", "loss"):
+      if not isinstance(row.get(key), (int, float)):
+        raise SystemExit(f"{path}:{n}: epoch row without a numeric {key!r}")
+    rows.append(row)
   if not rows:
     raise SystemExit(f"{path}: no epoch rows with {_NDCG}")
   return rows

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+import json
+from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -19,3 +20,16 @@ def mean_std(values: Sequence[float], digits: int = 4) -> str:
   if len(values) == 1:
     return f"{values[0]:.{digits}f}"
   return f"{np.mean(values):.{digits}f} ± {np.std(values, ddof=STD_DDOF):.{digits}f}"
+
+
+def jsonl_rows(path: str) -> Iterator[tuple[int, dict]]:
+  """``(line number, row)`` of each non-blank line of a run's JSON-lines file
+  (``metrics.jsonl``); a line that is not JSON stops with ``FILE:LINE:``."""
+  with open(path) as f:
+    for n, line in enumerate(f, 1):
+      if not line.strip():
+        continue
+      try:
+        yield n, json.loads(line)
+      except json.JSONDecodeError as e:
+        raise SystemExit(f"{path}:{n}: not JSON ({e.msg})") from None

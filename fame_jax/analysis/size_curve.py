@@ -50,7 +50,7 @@ import statistics
 import sys
 from typing import Sequence
 
-from fame_jax.analysis.seeds import mean_std
+from fame_jax.analysis.seeds import jsonl_rows, mean_std
 
 _SEED = re.compile(r"^(?P<name>.+)_seed(?P<seed>\d+)$")
 MODELS = ("SASRec", "FAME", "FAME+")  # Table and legend order.
@@ -104,17 +104,10 @@ def _read_rows(path: str) -> list[dict]:
   rows = []
   if not os.path.exists(path):
     return rows
-  with open(path) as f:
-    for n, line in enumerate(f, 1):
-      if not line.strip():
-        continue
-      try:
-        row = json.loads(line)
-      except json.JSONDecodeError as e:
-        raise SystemExit(f"{path}:{n}: not JSON ({e.msg})") from None
-      if not isinstance(row, dict) or not isinstance(row.get("train_seconds"), (int, float)):
-        raise SystemExit(f"{path}:{n}: epoch row without a numeric 'train_seconds'")
-      rows.append(row)
+  for n, row in jsonl_rows(path):
+    if not isinstance(row, dict) or not isinstance(row.get("train_seconds"), (int, float)):
+      raise SystemExit(f"{path}:{n}: epoch row without a numeric 'train_seconds'")
+    rows.append(row)
   return rows
 
 
