@@ -434,9 +434,9 @@ def _initial_params(config, model, rng, dataset, workdir):
   if config.pretrain.enabled and not source:
     if distributed.process_count() > 1:
       raise ConfigError(
-          "text pre-training (pretrain.enabled) runs in one process: pre-train first with the same "
-          "config and --config.train.max_epochs=0 in one process, then train over several processes "
-          "with --config.init.item_embeddings_from=<that workdir>")
+          "text pre-training (pretrain.enabled) runs in one process: start this run in one process "
+          "with --config.train.stop_after_epoch=1 (it pre-trains, trains one epoch and pauses), "
+          "then run the same command over several processes, which resumes it")
     from fame_jax.pretraining import pretrain
     pretrain.run_pretraining(config, dataset, workdir)
     source = workdir
