@@ -213,10 +213,10 @@ def test_two_stage_top_k_is_jax_top_k(n, k, group):
 
 def test_width_buckets():
   widths = [recommender.width_bucket(n, 50) for n in range(1, 60)]
-  assert widths[:8] == list(range(1, 9))  # Short windows run at their own width.
-  assert sorted(set(widths[8:])) == [10, 12, 14, 16, 20, 24, 28, 32, 40, 48, 50]
+  assert widths[:4] == [1, 2, 3, 4]  # The shortest windows run at their own width.
+  assert sorted(set(widths[4:])) == [6, 8, 12, 16, 24, 32, 48, 50]
   for n, w in enumerate(widths, 1):
-    assert min(n, 50) <= w <= max(8, 1.25 * min(n, 50))  # Holds the window, under 25 % waste.
+    assert min(n, 50) <= w < 1.5 * min(n, 50)  # Holds the window, wastes under a third.
 
 
 def _cli(*args):
