@@ -6,7 +6,8 @@ Trains configs/tiny.py (4 epochs, validation every 2, per-step losses logged)
 in WORKDIR on CPU, then evaluates the workdir as evaluate.py does (each
 process writes WORKDIR/evaluate_process<ID>.json), as process PROCESS_ID of NUM_PROCESSES joined at
 127.0.0.1:PORT (gloo collectives). NUM_PROCESSES=1: one process with 2 CPU
-devices, the same global mesh as 2 processes of 1 device (bit-for-bit equal).
+devices (MULTIPROCESS_CHECK_DEVICES, default 2), the same global mesh as 2
+processes of 1 device (bit-for-bit equal).
 SHARDED=1: the item table is row-sharded over the devices of both processes
 (train.shard_item_table). KILL_AT_STEP > 0: the process kills itself (SIGKILL, no clean-up, as a
 preempted job) right after its training step KILL_AT_STEP has run; every
@@ -20,8 +21,9 @@ import sys
 
 NUM_PROCESSES = int(sys.argv[2])
 os.environ["JAX_PLATFORMS"] = "cpu"
+DEVICES = int(os.environ.get("MULTIPROCESS_CHECK_DEVICES", "2"))  # One process's devices.
 if NUM_PROCESSES == 1:
-  os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+  os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={DEVICES}"
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from fame_jax import distributed  # noqa: E402
@@ -38,7 +40,8 @@ from fame_jax.training import loop  # noqa: E402
 from fame_jax.training import steps  # noqa: E402
 from tests.multiprocess_check_config import multiprocess_config  # noqa: E402
 
-assert jax.device_count() == 2 and jax.process_count() == NUM_PROCESSES, jax.devices()
+assert jax.process_count() == NUM_PROCESSES, jax.devices()
+assert jax.device_count() == (2 if NUM_PROCESSES == 2 else DEVICES), jax.devices()
 
 if KILL_AT_STEP:
   make_train_step = steps.make_train_step
