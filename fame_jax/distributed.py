@@ -9,7 +9,7 @@ process then runs the same program:
 * it reads and preprocesses the whole log (the vocabulary and the split must
   be the same everywhere; reading is seconds even at 20 M rows) but assembles
   only its own rows of each global batch and of each evaluation chunk
-  (:func:`put_local_rows`, :func:`put_global`);
+  (``parallel.put_batch``, :func:`put_global`);
 * process 0 alone logs and writes the workdir's files (:func:`is_main`);
   Orbax saves and restores the checkpoints from all processes together;
 * evaluation ranks each process's rows on its devices and gathers the integer
@@ -165,20 +165,6 @@ def local_row_range(sharding: Any, rows: int) -> tuple[int, int]:
   if covered != hi - lo:
     raise ValueError(f"this process's rows of a {rows}-row batch are not one block: {starts}")
   return lo, hi
-
-
-def put_local_rows(local: Any, sharding: Any, global_rows: int) -> Any:
-  """A global array (a pytree of them) from this process's rows of each leaf.
-
-  ``local`` leaves are ``[hi - lo, ...]`` with ``(lo, hi)`` =
-  :func:`local_row_range`; one process: a plain ``device_put``.
-  """
-  import jax
-  if jax.process_count() == 1:
-    return jax.device_put(local, sharding)
-  return jax.tree_util.tree_map(
-      lambda x: jax.make_array_from_process_local_data(sharding, x, (global_rows,) + x.shape[1:]),
-      local)
 
 
 def put_global(x: Any, sharding: Any) -> Any:

@@ -41,9 +41,21 @@ def check_divisible(rows: int, mesh: Mesh, what: str) -> None:
                      f"choose a multiple of {n}")
 
 
-def put_batch(batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
-  """Moves a host batch onto the mesh, sharded along rows."""
-  return jax.device_put(batch, batch_sharded(mesh))
+def put_batch(batch: dict[str, np.ndarray], mesh: Mesh, global_rows: int | None = None
+              ) -> dict[str, jax.Array]:
+  """Moves a host batch onto the mesh, sharded along rows.
+
+  Over several processes (``fame_jax.distributed``) ``batch`` holds only this
+  process's rows (``distributed.local_row_range``) of a ``global_rows``-row
+  batch, and each leaf becomes one global array
+  (``jax.make_array_from_process_local_data``).
+  """
+  sharding = batch_sharded(mesh)
+  if jax.process_count() == 1:
+    return jax.device_put(batch, sharding)
+  return jax.tree_util.tree_map(
+      lambda x: jax.make_array_from_process_local_data(sharding, x, (global_rows,) + x.shape[1:]),
+      batch)
 
 
 def device_memory_peak_mb(devices=None) -> float | None:

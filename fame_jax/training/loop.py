@@ -511,8 +511,7 @@ def _fit(run: _Run, state: Any, tracker: dict, rows: list[dict], epochs_done: in
     step_losses = []
     for batch in tqdm(run.batcher.epoch(config.train.seed, epoch, rows=run.rows),
                       desc=f"epoch {epoch}", leave=False, disable=not run.progress):
-      batch = distributed.put_local_rows(batch, parallel.batch_sharded(mesh),
-                                         run.batcher.rows_per_batch)
+      batch = parallel.put_batch(batch, mesh, run.batcher.rows_per_batch)
       state, m = train_step(state, batch, run.step_rng)
       step_losses.append(m)
     loss_sums = np.asarray([float(m["loss_sum"]) for m in step_losses])

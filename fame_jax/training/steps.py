@@ -158,6 +158,15 @@ def make_user_vector_fn(model: FAME, examples: str, max_len: int | None = None) 
   return user_vectors
 
 
+def _narrowed(inputs, lengths, max_len: int) -> tuple[np.ndarray, np.ndarray]:
+  """A chunk's ``[B, L]`` windows cut to the narrowest power-of-two width (at
+  most ``L``) that holds its longest one, and its int32 lengths: the columns
+  cut are padding that no real position attends to (one compile per width)."""
+  lengths = np.asarray(lengths, np.int32)
+  width = min(max_len, evaluation.next_pow2(int(lengths.max(initial=1))))
+  return np.asarray(inputs, np.int32)[:, :width], lengths
+
+
 # One jitted scorer per (model, regime, window), shared by every evaluation of
 # a run: a fresh jit per validation would recompile every width each epoch.
 # The entry keeps its model alive, so the id in the key cannot be reused.
@@ -194,9 +203,7 @@ def make_score_fn(model: FAME, params: Any, examples: str, max_len: int) -> Call
   scores = _jitted_scores(model, examples, max_len)
 
   def score_fn(inputs, lengths):
-    lengths = np.asarray(lengths, np.int32)
-    width = min(max_len, evaluation.next_pow2(int(lengths.max(initial=1))))
-    inputs = np.asarray(inputs, np.int32)[:, :width]
+    inputs, lengths = _narrowed(inputs, lengths, max_len)
     return scores(params, jnp.asarray(inputs), jnp.asarray(lengths))
 
   return score_fn
@@ -242,9 +249,7 @@ def make_sharded_rank_fn(model: FAME, params: Any, config: ml_collections.Config
   rank = _RANKERS[key][1]
 
   def rank_fn(inputs, lengths, targets, history):
-    lengths = np.asarray(lengths, np.int32)
-    width = min(max_len, evaluation.next_pow2(int(lengths.max(initial=1))))
-    inputs = np.asarray(inputs, np.int32)[:, :width]
+    inputs, lengths = _narrowed(inputs, lengths, max_len)
     return rank(params, jnp.asarray(inputs), jnp.asarray(lengths), jnp.asarray(targets),
                 jnp.asarray(history))
 
@@ -287,12 +292,10 @@ def make_global_rank_fn(model: FAME, params: Any, config: ml_collections.ConfigD
   n_dev = mesh.devices.size
 
   def rank_fn(inputs, lengths, targets, history):
-    lengths = np.asarray(lengths, np.int32)
+    inputs, lengths = _narrowed(inputs, lengths, max_len)
     b = len(lengths)
-    width = min(max_len, evaluation.next_pow2(int(lengths.max(initial=1))))
     pad = -b % n_dev
-    host = [np.asarray(inputs, np.int32)[:, :width], lengths, np.asarray(targets, np.int32),
-            np.asarray(history, np.int32)]
+    host = [inputs, lengths, np.asarray(targets, np.int32), np.asarray(history, np.int32)]
     if pad:  # Empty rows (target 1) to fill every device; their ranks are dropped.
       host = [np.concatenate([x, (np.ones if i == 2 else np.zeros)((pad,) + x.shape[1:], np.int32)])
               for i, x in enumerate(host)]
