@@ -23,7 +23,8 @@ NUM_PROCESSES = int(sys.argv[2])
 os.environ["JAX_PLATFORMS"] = "cpu"
 DEVICES = int(os.environ.get("MULTIPROCESS_CHECK_DEVICES", "2"))  # One process's devices.
 if NUM_PROCESSES == 1:
-  os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={DEVICES}"
+  os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
+                             f" --xla_force_host_platform_device_count={DEVICES}").strip()
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from fame_jax import distributed  # noqa: E402

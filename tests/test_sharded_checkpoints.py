@@ -1,93 +1,36 @@
 """Workdirs trained with the row-sharded item table load on one device.
 
 A run with ``train.shard_item_table`` saves its item table (and the table's
-Adam moments) padded to a multiple of its device count. The module trains
-one on 8 simulated CPU devices, in a subprocess (the device count is fixed
-before JAX starts; this file is also that subprocess's program), and then, in
-this one-device process: ``evaluate_workdir`` reproduces the run's own
-``results.json``, ``Recommender.load`` gives the top-k of a replicated-table
-reference built from the same params with the padding rows cut, and the
-serving export runs and agrees with it.
+Adam moments) padded to a multiple of its device count. The suite trains one
+on 8 simulated CPU devices (tests/eight_device_check.py, run once by the
+``eight_devices`` fixture: the device count is fixed before JAX starts),
+which dumps its best and latest params as saved; then, in this one-device
+process: ``evaluate_workdir`` reproduces the run's own ``results.json``,
+``Recommender.load`` gives the top-k of a replicated-table reference built
+from the same params with the padding rows cut, and the serving export runs
+and agrees with it.
 """
 
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEVICES = 8
+from eight_device_check import PARAMS_DUMP, SHARDED_RUN
+
 NUM_ITEMS = 120  # configs/tiny.py: 121 table rows, padded to 128 on 8 devices.
-PARAMS_DUMP = "sharded_params.npz"
-RESTORED_HERE = "restored_on_8_devices.json"
-
-
-def _config():
-  from configs import tiny
-  config = tiny.get_config()
-  config.model.num_layers = 1  # The FAME block alone: every table read, less to compile.
-  config.train.max_epochs = 1
-  config.train.eval_every_epochs = 1
-  config.train.shard_item_table = True
-  config.eval.batch_size = 512  # All 400 users in one chunk: fewer compiles.
-  return config
-
-
-def _train(workdir: str) -> None:
-  """The subprocess: trains the sharded run, dumps its best params, padded,
-  and restores them with ``restore_params`` on its 8 devices.
-
-  The dump is restored into the sharded layout the run trained in (as its
-  final evaluation restores it), not through ``checkpoints.restore_params``.
-  """
-  import flax
-  import jax
-  from fame_jax import parallel, sharded_table
-  from fame_jax.training import checkpoints as ckpt_lib
-  from fame_jax.training import loop
-
-  assert jax.device_count() == DEVICES, jax.devices()
-  config = _config()
-  loop.train_and_evaluate(config, workdir)
-  mesh = parallel.make_mesh()
-  layout = sharded_table.TableLayout(mesh, NUM_ITEMS)
-  # The padded model's params, the table rows split over the devices.
-  shapes = ckpt_lib.abstract_train_state(config, layout.rows - 1).params
-  target = jax.tree_util.tree_map(
-      lambda x, sharding: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
-      shapes, sharded_table.state_shardings(shapes, mesh, layout))
-  ckpts = ckpt_lib.Checkpoints(os.path.join(workdir, "checkpoints"))
-  try:
-    params, _ = ckpts.restore_best(target)
-  finally:
-    ckpts.close()
-  flat = flax.traverse_util.flatten_dict(jax.device_get(params), sep="/")
-  np.savez(os.path.join(workdir, PARAMS_DUMP), **flat)
-  # restore_params on the training device count too.
-  here = ckpt_lib.restore_params(config, workdir, NUM_ITEMS)["item_emb"]["embedding"]
-  with open(os.path.join(workdir, RESTORED_HERE), "w") as f:
-    json.dump({"shape": list(here.shape), "equal": bool(np.array_equal(
-        np.asarray(here), flat["item_emb/embedding"][:NUM_ITEMS + 1]))}, f)
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory):
+def workdir(eight_devices):
   """A tiny run trained with ``train.shard_item_table=True`` on 8 CPU devices."""
-  workdir = str(tmp_path_factory.mktemp("sharded_run"))
-  env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={DEVICES}",
-         "JAX_PLATFORMS": "cpu"}
-  out = subprocess.run([sys.executable, os.path.abspath(__file__), workdir], capture_output=True,
-                       text=True, timeout=600, cwd=ROOT, env=env)
-  assert out.returncode == 0, out.stderr[-3000:]
-  return workdir
+  return str(eight_devices[1] / SHARDED_RUN)
 
 
-def _dumped_params(workdir):
+def _dumped_params(workdir, checkpoint="best"):
   import flax
-  with np.load(os.path.join(workdir, PARAMS_DUMP)) as f:
+  with np.load(os.path.join(workdir, PARAMS_DUMP.format(checkpoint))) as f:
     return flax.traverse_util.unflatten_dict({k: f[k] for k in f.files}, sep="/")
 
 
@@ -103,16 +46,21 @@ def test_restore_params_cuts_the_padding_rows(workdir):
   from fame_jax import workdir as workdir_lib
   from fame_jax.training import checkpoints as ckpt_lib
   config = workdir_lib.load_config(workdir)
-  want = _dumped_params(workdir)
-  for checkpoint in ("best", "latest"):  # One epoch: the same params; latest has Adam moments.
+  for checkpoint in ("best", "latest"):  # Latest also holds the Adam moments.
+    want = _dumped_params(workdir, checkpoint)
     got = ckpt_lib.restore_params(config, workdir, NUM_ITEMS, checkpoint)
     assert got["item_emb"]["embedding"].shape == (NUM_ITEMS + 1, config.model.hidden_size)
     np.testing.assert_array_equal(np.asarray(got["item_emb"]["embedding"]),
                                   want["item_emb"]["embedding"][:NUM_ITEMS + 1])
     np.testing.assert_array_equal(np.asarray(got["fame_block"]["facet_proj"]),
                                   want["fame_block"]["facet_proj"])
-  with open(os.path.join(workdir, RESTORED_HERE)) as f:  # In the 8-device process.
-    assert json.load(f) == {"shape": [NUM_ITEMS + 1, config.model.hidden_size], "equal": True}
+
+def test_restore_params_on_the_training_device_count(eight_devices, workdir):
+  from fame_jax import workdir as workdir_lib
+  width = workdir_lib.load_config(workdir).model.hidden_size
+  for checkpoint in ("best", "latest"):
+    assert eight_devices[0]["sharded_checkpoints"][checkpoint] == {
+        "shape": [NUM_ITEMS + 1, width], "equal": True}
 
 
 def test_evaluate_workdir_reproduces_results_json(workdir):
@@ -166,7 +114,3 @@ def test_serving_export_of_a_sharded_run(recommenders, tmp_path):
   np.testing.assert_array_equal(np.asarray(rec.item_ids, dtype=object)[items], want.ids)
   np.testing.assert_allclose(scores, want.scores, rtol=1e-5)
 
-
-if __name__ == "__main__":
-  sys.path.insert(0, ROOT)  # configs/
-  _train(sys.argv[1])

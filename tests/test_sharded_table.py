@@ -1,18 +1,13 @@
 """Row-sharded item table (fame_jax/sharded_table.py) against the replicated table.
 
 The 8-device checks run once, in a subprocess with 8 simulated CPU devices
-(tests/sharded_table_check.py; the device count is fixed before JAX starts):
+(tests/eight_device_check.py; the device count is fixed before JAX starts):
 loss and its gradients, ranks, the input lookup, the state layout and a short
 ``train_and_evaluate`` with and without ``train.shard_item_table``. In every
 case N + 1 does not divide 8, so the table carries padding rows; in the loss
 and rank checks those rows are filled with values that would win every
 softmax and every ranking if they took part.
 """
-
-import json
-import os
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -21,19 +16,10 @@ import pytest
 
 from fame_jax import losses, parallel, sharded_table
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
 
 @pytest.fixture(scope="module")
-def eight(tmp_path_factory):
-  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-  out = subprocess.run([sys.executable, os.path.join(ROOT, "tests", "sharded_table_check.py"),
-                        str(tmp_path_factory.mktemp("sharded"))],
-                       capture_output=True, text=True, timeout=900, cwd=ROOT, env=env)
-  assert out.returncode == 0, out.stderr[-3000:]
-  result = json.loads(out.stdout.strip().splitlines()[-1])
-  assert result["devices"] == 8
-  return result
+def eight(eight_devices):
+  return eight_devices[0]
 
 
 def test_padded_rows():

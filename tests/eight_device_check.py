@@ -1,16 +1,27 @@
-"""Row-sharded item table vs the replicated one, on 8 simulated CPU devices.
+"""The test suite's checks on 8 simulated CPU devices, in one process.
 
-Run by tests/test_sharded_table.py in a subprocess (the device count is fixed
-before JAX starts); prints one JSON object of the quantities the test
-compares. ``python tests/sharded_table_check.py WORKDIR``.
+The device count is fixed before JAX starts, so these run in a subprocess
+(the ``eight_devices`` fixture in tests/conftest.py), once for the whole
+suite: each such process compiles its own programs, 15-30 s on 2 cores.
+Prints one JSON object of the quantities the tests compare, and leaves the
+row-sharded run's workdir (with its params dumped) for
+tests/test_sharded_checkpoints.py. ``python tests/eight_device_check.py WORKDIR``.
+
+- row-sharded item table vs the replicated one (tests/test_sharded_table.py):
+  loss and gradients, ranks, lookup, state layout, and two short runs;
+- data-parallel training steps (tests/test_training.py compares them with one
+  device);
+- the row-sharded run's checkpoints restored here, on its own device count.
 """
 
 import os
 import sys
 
-os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
-os.environ["JAX_PLATFORMS"] = "cpu"
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+if __name__ == "__main__":  # Before JAX starts; importing this file changes nothing.
+  os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
+                             " --xla_force_host_platform_device_count=8").strip()
+  os.environ["JAX_PLATFORMS"] = "cpu"
+  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import json  # noqa: E402
 
@@ -171,13 +182,76 @@ def end_to_end(workdir: str) -> dict:
   return out
 
 
+def train_steps(mesh) -> dict:
+  """Mean losses of the first 4 data-parallel steps on ``mesh`` (configs/tiny.py, one layer)."""
+  from configs import tiny
+  from fame_jax.data import batching
+  from fame_jax.training import loop, state as state_lib, steps as steps_lib
+
+  config = _small(tiny.get_config())
+  dataset, split = loop.load_data(config)
+  model, state = state_lib.create_train_state(config, dataset.num_items, jax.random.key(0))
+  state = jax.device_put(state, parallel.replicated(mesh))
+  batcher = batching.make_batcher(split.train, examples="all_positions",
+                                  max_len=config.data.max_len, batch_size=config.train.batch_size,
+                                  packing=True, row_multiple=8)
+  step = steps_lib.make_train_step(model, config, mesh)
+  losses_ = []
+  for b in batcher.epoch(0, 1)[:4]:
+    state, m = step(state, parallel.put_batch(b, mesh), jax.random.key(3))
+    losses_.append(float(m["loss_sum"] / m["weight_sum"]))
+  return {"devices": int(mesh.devices.size), "losses": losses_}
+
+
+SHARDED_RUN = "shard1"  # end_to_end's row-sharded workdir.
+PARAMS_DUMP = "sharded_params_{}.npz"  # best / latest, padded as saved.
+
+
+def sharded_checkpoints(mesh, workdir: str) -> dict:
+  """Dumps the row-sharded run's best and latest params, padded as saved.
+
+  Restored into the sharded layout the run trained in (as its final
+  evaluation restores them), not through ``checkpoints.restore_params``,
+  which is then checked against them here (8 devices) and by the test (one).
+  """
+  import flax
+  from fame_jax import workdir as workdir_lib
+  from fame_jax.training import checkpoints as ckpt_lib
+
+  config = workdir_lib.load_config(workdir)
+  num_items = config.data.synthetic.num_items
+  layout = sharded_table.TableLayout(mesh, num_items)
+  shapes = ckpt_lib.abstract_train_state(config, layout.rows - 1)
+  target = jax.tree_util.tree_map(
+      lambda x, sharding: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
+      shapes, sharded_table.state_shardings(shapes, mesh, layout))
+  ckpts = ckpt_lib.Checkpoints(os.path.join(workdir, "checkpoints"))
+  try:
+    best, _ = ckpts.restore_best(target.params)
+    latest, _ = ckpts.restore_latest(target)
+  finally:
+    ckpts.close()
+  out = {}
+  for name, params in (("best", best), ("latest", latest.params)):
+    flat = flax.traverse_util.flatten_dict(jax.device_get(params), sep="/")
+    np.savez(os.path.join(workdir, PARAMS_DUMP.format(name)), **flat)
+    here = ckpt_lib.restore_params(config, workdir, num_items, name)["item_emb"]["embedding"]
+    out[name] = {"shape": list(here.shape), "equal": bool(np.array_equal(
+        np.asarray(here), flat["item_emb/embedding"][:num_items + 1]))}
+  return out
+
+
 def main() -> None:
   import time
   mesh = parallel.make_mesh()
   assert mesh.devices.size == 8, jax.devices()
   out = {"devices": mesh.devices.size}
+  root = sys.argv[1]
   for name, fn in (("loss", loss_and_grads), ("ranks", ranks), ("lookup", lookup),
-                   ("state_layout", state_layout), ("end_to_end", lambda _: end_to_end(sys.argv[1]))):
+                   ("state_layout", state_layout), ("end_to_end", lambda _: end_to_end(root)),
+                   ("sharded_checkpoints",
+                    lambda m: sharded_checkpoints(m, os.path.join(root, SHARDED_RUN))),
+                   ("train_steps", train_steps)):
     t = time.perf_counter()
     out[name] = fn(mesh)
     out.setdefault("seconds", {})[name] = round(time.perf_counter() - t, 1)
