@@ -5,6 +5,13 @@
 #   bash bench/gpu_suite.sh OUT_DIR [BUDGET_SECONDS]
 #   SUITE_RUNS=       bash bench/gpu_suite.sh OUT_DIR    # benchmarks only
 #   SUITE_SKIP_BENCH=1 bash bench/gpu_suite.sh OUT_DIR   # runs only
+#   SUITE_PARALLEL=8 ...   # up to 8 runs at once on the one GPU (sweep --parallel)
+#
+# The ML-1M size study (configs/studies/ml1m_size.txt), prepared here with
+# `mkdir -p .devdata/ml-1m && cp ../shared/data/ml-1m/{ml-1m.txt,ml-1m_item_text.jsonl} .devdata/ml-1m/`
+# and run on the device with .devdata carried:
+#   SUITE_SKIP_BENCH=1 SUITE_RUNS=configs/studies/ml1m_size.txt SUITE_PARALLEL=8 \
+#       bash bench/gpu_suite.sh $OUT 560
 #
 # Run from the repository root. Data: /work/shared/data/<dataset>, or ./.devdata
 # on a machine where only the checkout travels (linked to ../shared/data and
@@ -77,10 +84,10 @@ if [[ -n "$RUNS_FILE" ]] && (( left > 60 )); then
   sed "s#@DEVDATA@#$PWD/.devdata#g" "$RUNS_FILE" > "$OUT_DIR/runs.txt"
   say "runs of $RUNS_FILE: $left s"
   timeout "$left" $PY -m fame_jax.sweep --runs "$OUT_DIR/runs.txt" --seeds "${SUITE_SEEDS:-1}" \
-      --workdir /tmp/gpu_runs >> "$LOG" 2>&1
+      --parallel "${SUITE_PARALLEL:-1}" --workdir /tmp/gpu_runs >> "$LOG" 2>&1
   say "runs ended (rc $?; 124 = budget reached, unfinished runs keep their validation curve)"
   cp /tmp/gpu_runs/runs.md /tmp/gpu_runs/runs.csv "$OUT_DIR"/ 2>/dev/null
   (cd /tmp/gpu_runs && tar czf "$OUT_DIR/runs.tgz" */results.json */config.json */metrics.jsonl \
-       */command.txt 2>/dev/null)
+       */command.txt */train.log 2>/dev/null)
 fi
 say "done"

@@ -35,6 +35,15 @@ Both modes train sequentially in this process through
 :func:`fame_jax.training.loop.train_and_evaluate`, which resumes an
 interrupted workdir and skips a finished one: re-running the same command
 continues a batch where it stopped.
+
+``--parallel N`` (list-of-runs mode) trains up to N runs at once instead, each
+as its own ``command.txt`` (``train.py``) process writing ``train.log`` in its
+workdir; the tables are then read from the runs' ``results.json``. Small
+models leave most of a GPU idle, so several runs can share one: the processes
+get ``XLA_PYTHON_CLIENT_PREALLOCATE=false`` (unless the environment sets it or
+``XLA_PYTHON_CLIENT_MEM_FRACTION``), each taking only the memory it uses.
+Their epoch times then include the sharing. On a CPU one run already uses
+every core.
 """
 
 from __future__ import annotations
@@ -49,7 +58,10 @@ import json
 import os
 import re
 import shlex
+import signal
+import subprocess
 import sys
+import time
 from typing import Any, Sequence
 
 import ml_collections
@@ -356,7 +368,88 @@ def train_command(run: Run, workdir: str, seed: int) -> str:
                      *run.overrides, f"--config.train.seed={seed}"])
 
 
-def run_list(runs: Sequence[Run], seeds: int, workdir: str) -> list[dict[str, Any]]:
+def train_script() -> str:
+  """``train.py`` beside the ``fame_jax`` package (the repository checkout)."""
+  path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "train.py")
+  if not os.path.isfile(path):
+    raise ConfigError(f"--parallel runs train.py, which is not at {path} (run the sweep from a "
+                      "checkout of the repository, or without --parallel)")
+  return path
+
+
+def _last_line(path: str) -> str:
+  try:
+    with open(path, errors="replace") as f:
+      lines = [line.strip() for line in f if line.strip()]
+  except OSError:
+    return ""
+  return lines[-1] if lines else ""
+
+
+def _train_in_processes(jobs: Sequence[tuple[Run, int, str]], parallel: int, total: int
+                        ) -> list[dict[str, Any]]:
+  """Trains ``jobs`` (run, seed, workdir) as up to ``parallel`` ``train.py`` processes at once.
+
+  Returns each job's ``results.json``, or ``{"error": ...}`` with the exit
+  status and the last line of its ``train.log``. Stopping this process
+  (SIGTERM, Ctrl-C) stops the running ones; their workdirs resume.
+  """
+  script = train_script()
+  env = dict(os.environ)
+  if "XLA_PYTHON_CLIENT_MEM_FRACTION" not in env:
+    env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # Several runs on one accelerator.
+  out: list[dict[str, Any] | None] = [None] * len(jobs)
+  running: dict[int, tuple[subprocess.Popen, Any]] = {}
+  queue = list(range(len(jobs)))
+
+  def stop(signum, frame):  # pylint: disable=unused-argument
+    raise SystemExit(f"fame_jax.sweep: stopped by signal {signum}; the runs resume when re-run")
+
+  previous = signal.signal(signal.SIGTERM, stop)
+  try:
+    while queue or running:
+      while queue and len(running) < parallel:
+        j = queue.pop(0)
+        run, k, wd = jobs[j]
+        log_path = os.path.join(wd, "train.log")
+        log = open(log_path, "a")  # pylint: disable=consider-using-with
+        cmd = [sys.executable, script, "--config", run.config_spec, "--workdir", wd,
+               *run.overrides, f"--config.train.seed={k}"]
+        running[j] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env), log)
+        loop._log(f"[runs {j + 1}/{total}] {run.name} seed {k}: started, log {log_path}")  # pylint: disable=protected-access
+      time.sleep(1.0)
+      for j, (proc, log) in list(running.items()):
+        rc = proc.poll()
+        if rc is None:
+          continue
+        log.close()
+        del running[j]
+        run, k, wd = jobs[j]
+        results = os.path.join(wd, "results.json")
+        if rc == 0 and os.path.isfile(results):
+          with open(results) as f:
+            out[j] = json.load(f)
+          loop._log(f"[runs {j + 1}/{total}] {run.name} seed {k}: finished, valid NDCG@10 "  # pylint: disable=protected-access
+                    f"{out[j].get('valid/NDCG@10')}")
+        else:
+          out[j] = {"error": f"train.py exited with status {rc}: "
+                             f"{_last_line(os.path.join(wd, 'train.log'))}"}
+          loop._log(f"[runs] {run.name} seed {k} failed: {out[j]['error']}")  # pylint: disable=protected-access
+  finally:
+    signal.signal(signal.SIGTERM, previous)
+    for proc, log in running.values():
+      proc.terminate()
+    for proc, log in running.values():
+      try:
+        proc.wait(timeout=60)
+      except subprocess.TimeoutExpired:
+        proc.kill()
+      log.close()
+  return out  # type: ignore[return-value]
+
+
+def run_list(runs: Sequence[Run], seeds: int, workdir: str, parallel: int = 1
+             ) -> list[dict[str, Any]]:
   """Trains every run at seeds ``0 .. seeds-1`` (skipping finished ones) and writes the table.
 
   Args:
@@ -364,6 +457,8 @@ def run_list(runs: Sequence[Run], seeds: int, workdir: str) -> list[dict[str, An
     seeds: how many seeds per run (>= 1).
     workdir: parent of the ``<name>_seed<k>`` workdirs; receives ``runs.md``
       and ``runs.csv``.
+    parallel: 1 trains the runs one after the other in this process; N > 1
+      trains up to N at once, each as its ``train.py`` process.
 
   Returns:
     One row per run: ``run``, ``seeds`` (asked), ``finished`` (seeds whose
@@ -373,26 +468,35 @@ def run_list(runs: Sequence[Run], seeds: int, workdir: str) -> list[dict[str, An
   """
   if seeds < 1:
     raise ValueError(f"--seeds {seeds}: must be >= 1")
+  if parallel < 1:
+    raise ValueError(f"--parallel {parallel}: must be >= 1")
   os.makedirs(workdir, exist_ok=True)
-  rows = []
-  total = len(runs) * seeds
-  for i, run in enumerate(runs):
-    per_seed = []
+  jobs = []
+  for run in runs:
     for k in range(seeds):
       wd = seed_workdir(workdir, run.name, k)
-      loop._log(f"[runs {i * seeds + k + 1}/{total}] {run.name} seed {k}")  # pylint: disable=protected-access
-      c = copy.deepcopy(run.config)
-      c.train.seed = k
       os.makedirs(wd, exist_ok=True)
       with open(os.path.join(wd, "command.txt"), "w") as f:
         f.write(train_command(run, wd, k) + "\n")
+      jobs.append((run, k, wd))
+  if parallel > 1:
+    results = _train_in_processes(jobs, parallel, len(jobs))
+  else:
+    results = []
+    for j, (run, k, wd) in enumerate(jobs):
+      loop._log(f"[runs {j + 1}/{len(jobs)}] {run.name} seed {k}")  # pylint: disable=protected-access
+      c = copy.deepcopy(run.config)
+      c.train.seed = k
       try:
-        per_seed.append(loop.train_and_evaluate(c, wd))
+        results.append(loop.train_and_evaluate(c, wd))
       except Exception as e:  # pylint: disable=broad-except
         # One broken run (a missing stage-1 workdir, say) must not cost the
         # rest of the batch; it counts as not finished and main() exits 1.
         loop._log(f"[runs] {run.name} seed {k} failed: {type(e).__name__}: {e}")  # pylint: disable=protected-access
-        per_seed.append({"error": f"{type(e).__name__}: {e}"})
+        results.append({"error": f"{type(e).__name__}: {e}"})
+  rows = []
+  for i, run in enumerate(runs):
+    per_seed = results[i * seeds:(i + 1) * seeds]
     done = [r for r in per_seed if r.get("test/NDCG@10") is not None]
     row: dict[str, Any] = {"run": run.name, "seeds": seeds, "finished": len(done), "per_seed": per_seed}
     for m in _RUN_METRICS:
@@ -431,7 +535,9 @@ def main(argv: Sequence[str]) -> None:
     if _SEEDS.value < 1:
       raise app.UsageError(f"--seeds {_SEEDS.value}: must be >= 1")
     runs = parse_runs_file(_RUNS.value)  # A bad line: ConfigError, FILE:LINE: problem.
-    rows = run_list(runs, _SEEDS.value, _WORKDIR.value)
+    if _PARALLEL.value < 1:
+      raise app.UsageError(f"--parallel {_PARALLEL.value}: must be >= 1")
+    rows = run_list(runs, _SEEDS.value, _WORKDIR.value, parallel=_PARALLEL.value)
     with open(os.path.join(_WORKDIR.value, "runs.md")) as f:
       print(f.read())
     failed = [f"{r['run']}_seed{k}" for r in rows for k, res in enumerate(r["per_seed"]) if "error" in res]
@@ -445,6 +551,8 @@ def main(argv: Sequence[str]) -> None:
     raise app.UsageError("give --config with --grid, or --runs FILE")
   if _SEEDS.value != 1:
     raise app.UsageError("--seeds applies to --runs; a grid sets train.seed with --grid or --config")
+  if _PARALLEL.value != 1:
+    raise app.UsageError("--parallel applies to --runs")
   try:
     grid = parse_grid(_GRID.value or [], config)
   except ValueError as e:  # Includes ConfigError: one line through fame_jax.cli.
@@ -469,6 +577,9 @@ if __name__ == "__main__":
   _RUNS = flags.DEFINE_string("runs", None, "Runs file: one `NAME CONFIG [--config.key=value ...]` a line.")
   _SEEDS = flags.DEFINE_integer("seeds", 1, "With --runs: train each run at seeds 0 .. N-1.")
   _WORKDIR = flags.DEFINE_string("workdir", None, "Batch directory (one workdir per point or run).")
+  _PARALLEL = flags.DEFINE_integer(
+      "parallel", 1, "With --runs: train up to N runs at once, each as its train.py process "
+      "(several small runs sharing one GPU).")
   flags.mark_flags_as_required(["workdir"])
   from fame_jax import cli
   cli.run(main, prog="fame_jax.sweep")  # A user's error: one line on stderr; --verbose: traceback.

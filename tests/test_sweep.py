@@ -186,6 +186,30 @@ def test_a_real_tiny_run(tmp_path, tiny_trained_run):
             f"{results['valid/HR@10']:.4f} | {results['test/HR@10']:.4f} |") in f.read()
 
 
+def test_parallel_runs_train_as_train_py_processes(tmp_path, tiny_trained_run, monkeypatch):
+  # Two runs at once, each a train.py process: configs/tiny.py gives the shared in-process
+  # run's metrics (same programs, same seed), and a run whose data file is missing fails
+  # alone, its error the last line train.py wrote.
+  monkeypatch.setenv("FAME_JAX_HUGEPAGES", "0")
+  monkeypatch.chdir(ROOT)
+  _, _, want = tiny_trained_run
+  workdir = tmp_path / "study"
+  path = _runs_file(tmp_path, "tiny configs/tiny.py --config.train.progress=False\n"
+                    "broken configs/tiny.py --config.data.format=csv "
+                    f"--config.data.path={tmp_path / 'missing.csv'}\n")
+  rows = sweep.run_list(sweep.parse_runs_file(path), 1, str(workdir), parallel=2)
+  assert [(r["run"], r["finished"]) for r in rows] == [("tiny", 1), ("broken", 0)]
+  for k in ("valid/NDCG@10", "test/NDCG@10", "valid/HR@10", "test/HR@10"):
+    assert rows[0][k] == [pytest.approx(want[k], rel=1e-6, abs=1e-9)], k
+  assert rows[1]["per_seed"][0]["error"] == (
+      f"train.py exited with status 1: train.py: error: {tmp_path / 'missing.csv'}: file not "
+      "found; fix the file, or point --config.data.path / --config.data.format at the right one")
+  with open(workdir / "tiny_seed0" / "train.log") as f:
+    assert "test/NDCG@10" in f.read()
+  with open(workdir / "runs.csv") as f:
+    assert [r["error"] == "" for r in csv.DictReader(f)] == [True, False]
+
+
 def test_command_line_reports_a_bad_line_in_one_line(tmp_path):
   env = dict(os.environ, FAME_JAX_HUGEPAGES="0", PYTHONPATH=ROOT)
   bad = _runs_file(tmp_path, "# study\ntiny configs/tiny.py --config.model.nope=1\n")
