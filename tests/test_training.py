@@ -350,7 +350,7 @@ def test_prefix_last_loss_at_the_last_column_equals_the_loss_over_all_positions(
 
 
 def test_one_device_equals_eight_devices(eight_devices):
-  """The first 4 data-parallel steps of configs/tiny.py on one device here and
+  """The first 4 data-parallel steps of configs/tiny.py (one layer) on one device here and
   on 8 (tests/eight_device_check.py, the same function)."""
   import eight_device_check
   one = eight_device_check.train_steps(parallel.make_mesh(jax.devices()[:1]))
