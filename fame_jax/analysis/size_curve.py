@@ -11,12 +11,15 @@ folders (a sweep's ``--workdir``). Of each run it reads, and never recomputes:
 * ``config.json``: ``model.hidden_size`` (d), ``model.num_layers`` (blocks),
   the model (SASRec, FAME or FAME+, :func:`model_name`) and ``data.path``;
 * ``results.json`` (a finished run): ``num_params``, ``train_seconds``
-  (all training epochs, evaluation excluded), ``best_epoch``,
+  (all training epochs, evaluation excluded; kept, not shown), ``best_epoch``,
   ``epochs_run`` and the validation and test NDCG@10 / test HR@10 of the best
   validation epoch;
 * ``metrics.jsonl``: per-epoch ``train_seconds`` (the epoch time is their
   median, so the first epoch's compilation and a busy machine's slow epochs do
-  not count) and, where the trainer records it, ``peak_memory_bytes``.
+  not count) and, where the trainer records it, ``peak_memory_bytes``. The
+  training time of a run is its epochs times that median: a shared machine's
+  slowed or paused epochs (an epoch with the process stopped for an hour) would
+  otherwise decide where a run sits on the time axis.
 
 Runs named ``<name>_seed<k>`` are one point: their metrics are the mean (and
 sample std, ``fame_jax.analysis.seeds``) over the finished seeds. A run
@@ -75,6 +78,11 @@ class Run:
   epochs_run: int
   best_epoch: int | None
   peak_memory_bytes: int | None
+
+  @property
+  def training_seconds(self) -> float:
+    """Epochs times the median epoch (the sum when no epoch time was logged)."""
+    return self.train_seconds if self.epoch_seconds is None else self.epochs_run * self.epoch_seconds
 
 
 def model_name(config: dict) -> str:
@@ -281,14 +289,14 @@ def markdown_table(points: Sequence[Point]) -> str:
       epochs = ", ".join(f"{r.epochs_run} ({r.best_epoch})" for r in done)
       seeds = f"{len(done)}" + (f" (+{len(p.runs) - len(done)} running)" if len(p.runs) > len(done) else "")
       valid, test, hr = (mean_std(vals(a)) for a in ("valid_ndcg10", "test_ndcg10", "test_hr10"))
-      train = _hours(p.mean("train_seconds"))
+      train = _hours(p.mean("training_seconds"))
     else:
       r = max(p.runs, key=lambda r: r.epochs_run)
       epochs = f"{r.epochs_run} so far"
       seeds = f"0 ({len(p.runs)} running)"
       valid = "-" if r.valid_ndcg10 is None else f"{r.valid_ndcg10:.4f} so far"
       test = hr = "-"
-      train = _hours(r.train_seconds)
+      train = _hours(r.training_seconds)
     lines.append(
         f"| {p.model} | {'*' if p.chosen else ''}{p.name} | {p.data_file} | {p.hidden_size} "
         f"| {p.num_layers} | {'-' if p.num_params is None else f'{p.num_params:,}'} "
@@ -310,7 +318,7 @@ def plot(points: Sequence[Point], path: str, references: Sequence[tuple[str, flo
   for (model, data_file), line in sorted(lines.items(), key=lambda kv: _order(kv[1][0])):
     label = f"{model} ({data_file})" if several_files else model
     params = [p.num_params for p in line]
-    hours = [p.mean("train_seconds") / 3600 for p in line]
+    hours = [p.mean("training_seconds") / 3600 for p in line]
     for row, attr in enumerate(("valid_ndcg10", "test_ndcg10")):
       ys = [p.mean(attr) for p in line]
       # Seed spread (sample std) where a point has two or more finished seeds.
@@ -329,7 +337,7 @@ def plot(points: Sequence[Point], path: str, references: Sequence[tuple[str, flo
                             fontsize=7, color="gray", xytext=(0, 2), textcoords="offset points")
   for row, what in enumerate(("validation", "test")):
     axes[row][0].set_ylabel(f"{what} NDCG@10")
-    for col, xlabel in enumerate(("parameters", "training hours (all epochs)")):
+    for col, xlabel in enumerate(("parameters", "training hours (epochs x median epoch)")):
       axes[row][col].set_xscale("log")
       axes[row][col].set_xlabel(xlabel)
       axes[row][col].grid(True, alpha=0.3)
