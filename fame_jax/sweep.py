@@ -362,10 +362,15 @@ def seed_workdir(workdir: str, name: str, seed: int) -> str:
   return os.path.join(workdir, f"{name}_seed{seed}")
 
 
+def _train_args(run: Run, workdir: str, seed: int) -> list[str]:
+  """``train.py``'s arguments for ``run`` at ``seed`` in ``workdir``."""
+  return ["--config", run.config_spec, "--workdir", workdir, *run.overrides,
+          f"--config.train.seed={seed}"]
+
+
 def train_command(run: Run, workdir: str, seed: int) -> str:
   """The ``train.py`` command that trains the same run, shell-quoted."""
-  return shlex.join(["python", "train.py", "--config", run.config_spec, "--workdir", workdir,
-                     *run.overrides, f"--config.train.seed={seed}"])
+  return shlex.join(["python", "train.py", *_train_args(run, workdir, seed)])
 
 
 def train_script() -> str:
@@ -386,7 +391,7 @@ def _last_line(path: str) -> str:
   return lines[-1] if lines else ""
 
 
-def _train_in_processes(jobs: Sequence[tuple[Run, int, str]], parallel: int, total: int
+def _train_in_processes(jobs: Sequence[tuple[Run, int, str]], parallel: int
                         ) -> list[dict[str, Any]]:
   """Trains ``jobs`` (run, seed, workdir) as up to ``parallel`` ``train.py`` processes at once.
 
@@ -395,6 +400,7 @@ def _train_in_processes(jobs: Sequence[tuple[Run, int, str]], parallel: int, tot
   (SIGTERM, Ctrl-C) stops the running ones; their workdirs resume.
   """
   script = train_script()
+  total = len(jobs)
   env = dict(os.environ)
   if "XLA_PYTHON_CLIENT_MEM_FRACTION" not in env:
     env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # Several runs on one accelerator.
@@ -413,8 +419,7 @@ def _train_in_processes(jobs: Sequence[tuple[Run, int, str]], parallel: int, tot
         run, k, wd = jobs[j]
         log_path = os.path.join(wd, "train.log")
         log = open(log_path, "a")  # pylint: disable=consider-using-with
-        cmd = [sys.executable, script, "--config", run.config_spec, "--workdir", wd,
-               *run.overrides, f"--config.train.seed={k}"]
+        cmd = [sys.executable, script, *_train_args(run, wd, k)]
         running[j] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env), log)
         loop._log(f"[runs {j + 1}/{total}] {run.name} seed {k}: started, log {log_path}")  # pylint: disable=protected-access
       time.sleep(1.0)
@@ -480,7 +485,7 @@ def run_list(runs: Sequence[Run], seeds: int, workdir: str, parallel: int = 1
         f.write(train_command(run, wd, k) + "\n")
       jobs.append((run, k, wd))
   if parallel > 1:
-    results = _train_in_processes(jobs, parallel, len(jobs))
+    results = _train_in_processes(jobs, parallel)
   else:
     results = []
     for j, (run, k, wd) in enumerate(jobs):
