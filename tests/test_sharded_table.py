@@ -9,7 +9,6 @@ and rank checks those rows are filled with values that would win every
 softmax and every ranking if they took part.
 """
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest

@@ -3,7 +3,6 @@
 errors with file and line, and one real tiny run through the command line."""
 
 import csv
-import json
 import os
 import shutil
 import subprocess
