@@ -221,10 +221,7 @@ def sharded_checkpoints(mesh, workdir: str) -> dict:
   config = workdir_lib.load_config(workdir)
   num_items = config.data.synthetic.num_items
   layout = sharded_table.TableLayout(mesh, num_items)
-  shapes = ckpt_lib.abstract_train_state(config, layout.rows - 1)
-  target = jax.tree_util.tree_map(
-      lambda x, sharding: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
-      shapes, sharded_table.state_shardings(shapes, mesh, layout))
+  target = ckpt_lib.abstract_train_state(config, num_items, mesh=mesh, table=layout)
   ckpts = ckpt_lib.Checkpoints(os.path.join(workdir, "checkpoints"))
   try:
     best, _ = ckpts.restore_best(target.params)

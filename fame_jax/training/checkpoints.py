@@ -265,24 +265,36 @@ class StepCheckpoints:
     self.manager.close()
 
 
-def abstract_train_state(config: ml_collections.ConfigDict, num_items: int) -> Any:
-  """``ShapeDtypeStruct`` tree of the train state ``config`` builds, on this process's first device.
+def abstract_train_state(config: ml_collections.ConfigDict, num_items: int, mesh: Any = None,
+                         table: Any = None) -> Any:
+  """``ShapeDtypeStruct`` tree of the train state ``config`` builds, with its shardings.
 
   The restore target of docs/protocol.md trap 15, from ``jax.eval_shape`` of
   the function that builds the live state rather than from running it:
   initialising a model op by op only to throw the values away took ~16 s of a
   21 s load on a 2-core CPU.
 
-  A row-sharded run's checkpoint (``R`` table rows) is the state of the
-  ``R - 1``-item model (``sharded_table.padded_model``): pass ``R - 1`` as
-  ``num_items``.
+  Args:
+    config: the run's config.
+    num_items: ``N``. A row-sharded run's checkpoint (``R`` table rows) is
+      also the state of the ``R - 1``-item model
+      (``sharded_table.padded_model``), for a target without ``table``.
+    mesh: the training mesh: the state placed as training places it
+      (``sharded_table.state_shardings``). ``None``: on this process's first
+      device (over several processes each restores a copy).
+    table: with ``mesh``, the row-sharded table's layout
+      (``sharded_table.layout_for``), or ``None`` for a replicated table.
   """
-  # This process's first device: over several processes each restores a copy.
-  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  from fame_jax import sharded_table
   abstract = jax.eval_shape(
-      lambda: state_lib.create_train_state(config, num_items, jax.random.key(0))[1])
+      lambda: state_lib.create_train_state(config, num_items, jax.random.key(0), table=table)[1])
+  if mesh is None:
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    shardings = jax.tree_util.tree_map(lambda _: device, abstract)
+  else:
+    shardings = sharded_table.state_shardings(abstract, mesh, table)
   return jax.tree_util.tree_map(
-      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), abstract)
+      lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), abstract, shardings)
 
 
 def abstract_like(tree: Any) -> Any:

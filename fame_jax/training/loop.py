@@ -365,11 +365,7 @@ def _build_model_and_state(config: ml_collections.ConfigDict, workdir: str, data
   init_rng, step_rng = jax.random.split(jax.random.key(config.train.seed))
   table = sharded_table.layout_for(config, dataset.num_items, mesh)
   model = FAME(cfg=config.model, num_items=dataset.num_items)
-  abstract = jax.eval_shape(lambda: state_lib.create_train_state(
-      config, dataset.num_items, init_rng, params=None, table=table)[1])
-  abstract = jax.tree_util.tree_map(
-      lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
-      abstract, sharded_table.state_shardings(abstract, mesh, table))
+  abstract = ckpt_lib.abstract_train_state(config, dataset.num_items, mesh=mesh, table=table)
   ckpts = ckpt_lib.Checkpoints(os.path.join(workdir, "checkpoints"), config.train.keep_checkpoints)
   rows = distributed.local_row_range(parallel.batch_sharded(mesh), batcher.rows_per_batch)
   run = _Run(config=config, workdir=workdir, dataset=dataset, split=split, mesh=mesh,
