@@ -4,17 +4,25 @@ base, which settings have no effect, and a one-line answer to a mistyped key.
 ``train.py --print_config`` prints :func:`describe`; ``train.py`` checks its
 ``--config.<key>=value`` overrides with :func:`unknown_override_error` before
 absl parses them (ml_collections would raise three chained tracebacks).
+Code that takes a config without absl's flags (the sweep's runs files and
+grids, ``fame_jax.data.stats``, the benchmarks) loads it with
+:func:`load_config_file` and sets each ``--config.key=value`` with
+:func:`apply_override`, which parses the value with its field's type.
 """
 
 from __future__ import annotations
 
+import ast
 import difflib
 import os
+import re
+import sys
 from typing import Any, Iterable, Mapping
 
 import ml_collections
 
 from fame_jax import options
+from fame_jax.errors import ConfigError
 
 # Sections in the order configs/base.py declares them (ConfigDict sorts keys).
 _SECTION_ORDER = ("data", "model", "train", "eval", "init", "pretrain")
@@ -147,17 +155,94 @@ def config_spec(argv: Iterable[str]) -> str | None:
 
 def load_config_file(spec: str) -> ml_collections.ConfigDict:
   """The config ``spec`` names (``file.py`` or ``file.py:arg``, as ``--config``
-  takes it) without overrides. Loaded directly: ml_collections' flag would
-  read the ``--config.*`` overrides from ``sys.argv`` and raise on the bad one."""
+  takes it: ``get_config()`` or ``get_config(arg)``) without overrides, locked
+  as train.py's ``--config`` leaves it, so a misspelt key cannot become a new
+  field. Loaded directly: ml_collections' flag would read the ``--config.*``
+  overrides from ``sys.argv`` and raise on the bad one.
+
+  Raises:
+    ValueError: the file does not exist or defines no ``get_config``.
+  """
   import importlib.util
 
   path, _, arg = spec.partition(":")
-  module_spec = importlib.util.spec_from_file_location("_fame_config_tools_config", path)
-  if module_spec is None or module_spec.loader is None:
-    raise FileNotFoundError(f"cannot load config file {path!r}")
+  if not os.path.isfile(path):
+    raise ValueError(f"config file {path!r} not found")
+  if os.getcwd() not in sys.path and "" not in sys.path:
+    sys.path.insert(0, os.getcwd())  # Config files import configs.base.
+  module_spec = importlib.util.spec_from_file_location(
+      "_fame_config_" + re.sub(r"\W", "_", path), path)
   module = importlib.util.module_from_spec(module_spec)
   module_spec.loader.exec_module(module)
-  return module.get_config(arg) if arg else module.get_config()
+  if not hasattr(module, "get_config"):
+    raise ValueError(f"config file {path!r} defines no get_config()")
+  config = module.get_config(arg) if arg else module.get_config()
+  config.lock()
+  return config
+
+
+def lookup(config: ml_collections.ConfigDict, key: str, flag: str = "--grid",
+           argument: str | None = None, source: str = "the config") -> Any:
+  """The value of field ``key``; a ConfigError naming the closest valid keys
+  (:func:`unknown_key_error`, as train.py does) for a key the config lacks."""
+  node = config
+  for p in key.split("."):
+    if not isinstance(node, ml_collections.ConfigDict) or p not in node:
+      raise ConfigError(unknown_key_error(key, argument or f"{flag} {key}", config, source=source)
+                        or f"{flag} key {key!r} is not in the config")
+    node = node[p]
+  if isinstance(node, ml_collections.ConfigDict):
+    raise ConfigError(f"{flag} key {key!r} names a config section, not a field")
+  return node
+
+
+def set_field(config: ml_collections.ConfigDict, key: str, value: Any) -> None:
+  """Sets the existing field ``key`` (ConfigDict type-checks the value)."""
+  *parents, leaf = key.split(".")
+  node = config
+  for p in parents:
+    node = node[p]
+  node[leaf] = value  # Existing field: allowed on a locked ConfigDict, type-checked.
+
+
+def parse_value(key: str, text: str, like: Any, flag: str = "--grid") -> Any:
+  """Parses ``text`` with the type of the config field's current value."""
+  text = text.strip()
+  if isinstance(like, bool):  # Before int: bool is an int subclass.
+    low = text.lower()
+    if low in ("true", "1", "yes"):
+      return True
+    if low in ("false", "0", "no"):
+      return False
+    raise ValueError(f"{flag} {key}: {text!r} is not a bool (true/false)")
+  if isinstance(like, (tuple, list)):  # e.g. pretrain.facets=('genres',)
+    try:
+      value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+      value = None
+    if not isinstance(value, (tuple, list)):
+      raise ValueError(f"{flag} {key}: {text!r} is not a tuple literal, e.g. ('a', 'b')")
+    return type(like)(value)
+  for typ in (int, float, str):
+    if isinstance(like, typ):
+      try:
+        return typ(text)
+      except ValueError:
+        article = "an" if typ is int else "a"
+        raise ValueError(f"{flag} {key}: {text!r} is not {article} {typ.__name__}") from None
+  raise ValueError(f"{flag} {key}: field of type {type(like).__name__} cannot be set here "
+                   "(only bool/int/float/str/tuple fields)")
+
+
+def apply_override(config: ml_collections.ConfigDict, arg: str, source: str = "the config") -> None:
+  """Sets the field a ``--config.key=value`` argument names, parsed with the
+  field's type; a ConfigError or ValueError (one line) for a key the config
+  lacks or a value of the wrong type."""
+  if not arg.startswith("--config.") or "=" not in arg:
+    raise ValueError(f"{arg!r} is not --config.key=value")
+  key, text = arg[len("--config."):].split("=", 1)
+  like = lookup(config, key, flag="override", argument=arg, source=source)
+  set_field(config, key, parse_value(key, text, like, flag="override"))
 
 
 def unknown_override_error(argv: list[str]) -> str | None:

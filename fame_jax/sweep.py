@@ -48,11 +48,9 @@ every core.
 
 from __future__ import annotations
 
-import ast
 import copy
 import csv
 import dataclasses
-import importlib.util
 import itertools
 import json
 import os
@@ -75,58 +73,6 @@ from fame_jax.training.config_check import validate_config
 # Columns of sweep.csv / sweep.md after the grid keys.
 _METRIC_COLUMNS = ("best_epoch", "valid/NDCG@10", "test/NDCG@10", "valid/HR@10", "test/HR@10",
                    "train_seconds")
-
-
-def _lookup(config: ml_collections.ConfigDict, key: str, flag: str = "--grid",
-            argument: str | None = None, source: str = "the config") -> Any:
-  """The value of field ``key``; a ConfigError naming the closest valid keys
-  (as train.py does, fame_jax.config_tools) for a key the config lacks."""
-  node = config
-  for p in key.split("."):
-    if not isinstance(node, ml_collections.ConfigDict) or p not in node:
-      raise ConfigError(config_tools.unknown_key_error(key, argument or f"{flag} {key}", config,
-                                                       source=source)
-                        or f"{flag} key {key!r} is not in the config")
-    node = node[p]
-  if isinstance(node, ml_collections.ConfigDict):
-    raise ConfigError(f"{flag} key {key!r} names a config section, not a field")
-  return node
-
-
-def _set_field(config: ml_collections.ConfigDict, key: str, value: Any) -> None:
-  *parents, leaf = key.split(".")
-  node = config
-  for p in parents:
-    node = node[p]
-  node[leaf] = value  # Existing field: allowed on a locked ConfigDict, type-checked.
-
-
-def _parse_value(key: str, text: str, like: Any, flag: str = "--grid") -> Any:
-  """Parses ``text`` with the type of the config field's current value."""
-  text = text.strip()
-  if isinstance(like, bool):  # Before int: bool is an int subclass.
-    low = text.lower()
-    if low in ("true", "1", "yes"):
-      return True
-    if low in ("false", "0", "no"):
-      return False
-    raise ValueError(f"{flag} {key}: {text!r} is not a bool (true/false)")
-  if isinstance(like, (tuple, list)):  # e.g. pretrain.facets=('genres',)
-    try:
-      value = ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-      value = None
-    if not isinstance(value, (tuple, list)):
-      raise ValueError(f"{flag} {key}: {text!r} is not a tuple literal, e.g. ('a', 'b')")
-    return type(like)(value)
-  for typ in (int, float, str):
-    if isinstance(like, typ):
-      try:
-        return typ(text)
-      except ValueError:
-        raise ValueError(f"{flag} {key}: {text!r} is not a {typ.__name__}") from None
-  raise ValueError(f"{flag} {key}: field of type {type(like).__name__} cannot be set here "
-                   "(only bool/int/float/str/tuple fields)")
 
 
 def parse_grid(specs: Sequence[str], config: ml_collections.ConfigDict) -> list[tuple[str, list[Any]]]:
@@ -155,8 +101,8 @@ def parse_grid(specs: Sequence[str], config: ml_collections.ConfigDict) -> list[
     if key in seen:
       raise ConfigError(f"--grid key {key!r} given twice")
     seen.add(key)
-    like = _lookup(config, key)
-    parsed = [_parse_value(key, v, like) for v in values.split(",") if v.strip()]
+    like = config_tools.lookup(config, key)
+    parsed = [config_tools.parse_value(key, v, like) for v in values.split(",") if v.strip()]
     if not parsed:
       raise ConfigError(f"--grid {key}: no values")
     grid.append((key, parsed))
@@ -173,7 +119,7 @@ def point_config(config: ml_collections.ConfigDict, point: Sequence[tuple[str, A
   """A copy of ``config`` with the point's values set (types checked by ConfigDict)."""
   c = copy.deepcopy(config)
   for key, value in point:
-    _set_field(c, key, value)
+    config_tools.set_field(c, key, value)
   return c
 
 
@@ -283,36 +229,10 @@ class Run:
   where: str  # ``FILE:LINE``, for messages.
 
 
-def load_config_file(spec: str) -> ml_collections.ConfigDict:
-  """``get_config()`` (or ``get_config(arg)`` for ``path.py:arg``) of a config file.
-
-  Raises:
-    ValueError: the file does not exist or defines no ``get_config``.
-  """
-  path, _, arg = spec.partition(":")
-  if not os.path.isfile(path):
-    raise ValueError(f"config file {path!r} not found")
-  if os.getcwd() not in sys.path and "" not in sys.path:
-    sys.path.insert(0, os.getcwd())  # Config files import configs.base.
-  module_spec = importlib.util.spec_from_file_location(
-      "_sweep_config_" + re.sub(r"\W", "_", path), path)
-  module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
-  if not hasattr(module, "get_config"):
-    raise ValueError(f"config file {path!r} defines no get_config()")
-  config = module.get_config(arg) if arg else module.get_config()
-  config.lock()  # As train.py's --config: a misspelt key cannot become a new field.
-  return config
-
-
 def _apply_override(config: ml_collections.ConfigDict, arg: str, source: str = "the config") -> None:
-  if not arg.startswith("--config.") or "=" not in arg:
-    raise ValueError(f"{arg!r} is not --config.key=value")
-  key, text = arg[len("--config."):].split("=", 1)
-  if key == "train.seed":
+  if arg.startswith("--config.train.seed="):
     raise ValueError("train.seed is set by --seeds (runs use seeds 0 .. N-1)")
-  like = _lookup(config, key, flag="override", argument=arg, source=source)
-  _set_field(config, key, _parse_value(key, text, like, flag="override"))
+  config_tools.apply_override(config, arg, source=source)
 
 
 def parse_runs_file(path: str) -> list[Run]:
@@ -345,7 +265,7 @@ def parse_runs_file(path: str) -> list[Run]:
         raise ConfigError(f"{where}: run name {name!r} repeats {seen[name]}")
       seen[name] = where
       try:
-        config = load_config_file(spec)
+        config = config_tools.load_config_file(spec)
         for arg in overrides:
           _apply_override(config, arg, source=spec)
         validate_config(config)

@@ -219,3 +219,18 @@ def test_config_links_name_existing_findings():
         links.setdefault(anchor, []).append(path)
   assert len(links) >= 10
   assert {a: p for a, p in links.items() if a not in anchors} == {}
+
+
+def test_stats_load_config_parses_overrides_with_the_field_type():
+  """Scripts without absl's flags share the sweep's override parsing: a value
+  takes its field's type, and a bad key or value stops with one line."""
+  from fame_jax.data import stats
+  c = stats.load_config("configs/tiny.py", ["--config.data.name=123", "--config.train.packing=false",
+                                            "--config.pretrain.facets=('genres',)"])
+  assert (c.data.name, c.train.packing, c.pretrain.facets) == ("123", False, ("genres",))
+  with pytest.raises(SystemExit, match=r"unknown config key 'model.hiden_size'.*closest valid keys: model.hidden_size"):
+    stats.load_config("configs/tiny.py", ["--config.model.hiden_size=3"])
+  with pytest.raises(SystemExit, match=r"^override model.hidden_size: 'x3' is not an int$"):
+    stats.load_config("configs/tiny.py", ["--config.model.hidden_size=x3"])
+  with pytest.raises(SystemExit, match=r"^config file 'configs/nope.py' not found$"):
+    stats.load_config("configs/nope.py", [])

@@ -39,7 +39,7 @@ def test_parse_grid_uses_field_types():
     ("model.num_expertz=1,2", "model.num_expertz"),
     ("modle.num_experts=1", "modle"),
     ("model=1", "section"),
-    ("model.num_experts=1,two", "not a int"),
+    ("model.num_experts=1,two", "not an int"),
     ("model.facet_heads=maybe", "not a bool"),
     ("model.num_experts", "key=v1"),
 ])
@@ -141,7 +141,7 @@ def test_run_list_aggregates_seeds_with_the_sample_std(tmp_path, monkeypatch):
     ("e2 configs/tiny.py --config.model.num_expertz=2",
      "e2: unknown config key 'model.num_expertz' in --config.model.num_expertz=2 (not in "
      "configs/tiny.py); closest valid keys: model.num_experts"),
-    ("e2 configs/tiny.py --config.model.num_experts=two", "e2: override model.num_experts: 'two' is not a int"),
+    ("e2 configs/tiny.py --config.model.num_experts=two", "e2: override model.num_experts: 'two' is not an int"),
     ("e2 configs/tiny.py --config.model.num_heads=3", "e2: invalid config: config.model.hidden_size=16 must be divisible"),
     ("e2 configs/tiny.py model.num_experts=2", "e2: 'model.num_experts=2' is not --config.key=value"),
     ("e2 configs/tiny.py --config.train.seed=4", "train.seed is set by --seeds"),

@@ -85,41 +85,19 @@ def baseline_hr(ds: Dataset, k: int = 10) -> dict[str, float]:
 def load_config(path: str, overrides: list[str]) -> Any:
   """Loads a config file and applies ``--config.a.b=value`` overrides.
 
-  Like ``ml_collections.config_flags`` (``path`` may be ``file.py:arg``, which
-  calls ``get_config(arg)``; :func:`fame_jax.config_tools.load_config_file`).
-  Values are parsed as Python literals when possible (``5``, ``True``,
-  ``(5, 10)``), else taken as strings, then type-checked by ConfigDict.
+  ``path`` is ``file.py`` or ``file.py:arg`` (``get_config(arg)``), as
+  ``--config`` takes it; each value is parsed with its field's type
+  (:func:`fame_jax.config_tools.apply_override`), so a misspelt key or a
+  wrong-typed value stops with one line naming the argument.
   """
-  import ast
-  import sys
+  from fame_jax import config_tools
 
-  import ml_collections
-
-  from fame_jax.config_tools import load_config_file
-
-  sys.path.insert(0, ".")  # So "from configs.base import ..." resolves.
   try:
-    cfg = load_config_file(path)
-  except FileNotFoundError as e:
-    raise SystemExit(str(e)) from None
-  for item in overrides:
-    if not item.startswith("--config.") or "=" not in item:
-      raise SystemExit(f"unrecognised argument {item!r}; expected "
-                       "--config.<field>=<value>")
-    key, text = item[len("--config."):].split("=", 1)
-    try:
-      value = ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-      value = text  # Paths and other bare strings.
-    node = cfg
-    *parents, leaf = key.split(".")
-    for p in parents:
-      node = node[p]
-    if isinstance(node[leaf], str) and not isinstance(value, str):
-      value = text  # e.g. --config.data.name=123 stays a string.
-    node[leaf] = value
-  cfg = ml_collections.ConfigDict(cfg)
-  cfg.lock()
+    cfg = config_tools.load_config_file(path)
+    for item in overrides:
+      config_tools.apply_override(cfg, item, source=path.split(":", 1)[0])
+  except (KeyError, ValueError, TypeError) as e:
+    raise SystemExit(" ".join(str(e).strip('"').split())) from None
   return cfg
 
 
