@@ -4,6 +4,7 @@ errors with file and line, and one real tiny run through the command line."""
 
 import csv
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -221,3 +222,28 @@ def test_command_line_reports_a_bad_line_in_one_line(tmp_path):
       f"fame_jax.sweep: error: {bad}:2: tiny: unknown config key 'model.nope' in "
       "--config.model.nope=1 (not in configs/tiny.py); closest valid keys: model."), lines
   assert not os.path.exists(tmp_path / "w")  # Nothing started.
+
+
+@pytest.mark.parametrize("name", sorted(f for f in os.listdir(os.path.join(ROOT, "configs", "studies"))
+                                        if f.endswith(".txt")))
+def test_study_runs_files_and_their_templates_load(name, tmp_path, monkeypatch):
+  """A study's runs file must load as it stands, and so must each commented
+  template line (``# NAME configs/... --config...``) once uncommented with its
+  placeholders (``D``, ``L``) filled in: the study's later stages are those lines."""
+  monkeypatch.chdir(ROOT)
+  path = os.path.join(ROOT, "configs", "studies", name)
+  assert sweep.parse_runs_file(path)
+  with open(path) as f:
+    templates = [line[1:].strip() for line in f
+                 if line.startswith("# ") and len(line.split()) > 2 and line.split()[2].startswith("configs/")]
+  assert templates, f"{name}: no template lines"
+  filled = []
+  for i, line in enumerate(templates):
+    run_name, rest = line.split(None, 1)
+    rest = re.sub(r"=L(?=\s|$)", "=4", re.sub(r"=D(?=\s|$)", "=128", rest))
+    filled.append(f"t{i}_{run_name.replace('D', '128').replace('L', '4')} {rest}")
+  (tmp_path / "templates.txt").write_text("\n".join(filled) + "\n")
+  runs = sweep.parse_runs_file(str(tmp_path / "templates.txt"))
+  assert len(runs) == len(templates)
+  assert {(r.config.model.hidden_size, r.config.model.num_layers) for r in runs} <= {
+      (128, 4), (256, 4), (64, 4)}
