@@ -169,3 +169,23 @@ def test_script_runs_from_a_checkout(tree, tmp_path):
                         capture_output=True, text=True, cwd=tmp_path, timeout=60)
   assert proc.returncode == 0, proc.stderr
   assert "sasrec_d64_l2" in (out / "size_curve.md").read_text() and (out / "size_curve.png").exists()
+
+
+def test_log_axes_label_close_points_plainly():
+  """Points within a factor of two (two models of one size) get 1-2-5 ticks
+  labelled 1M, 2M, not overlapping minor labels in scientific notation."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  assert [size_curve._compact_count(x) for x in (1_023_104, 250_000, 2e9, 900)] == [
+      "1.02M", "250k", "2G", "900"]
+  fig, ax = plt.subplots()
+  ax.plot([1_023_104, 1_030_272], [0.17, 0.02], "o")
+  size_curve._log_axis(ax, size_curve._compact_count)
+  fig.canvas.draw()
+  lo, hi = ax.get_xlim()
+  assert hi / lo >= 4 and lo < 1_023_104 and hi > 1_030_272
+  labels = [t.get_text() for t in ax.get_xticklabels() if lo <= t.get_position()[0] <= hi]
+  assert "1M" in labels and all("10^" not in t and "\\times" not in t for t in labels)
+  assert not any(t.get_text() for t in ax.xaxis.get_minorticklabels())
+  plt.close(fig)

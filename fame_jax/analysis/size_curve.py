@@ -333,18 +333,53 @@ def plot(points: Sequence[Point], path: str, references: Sequence[tuple[str, flo
   for col in range(2):
     for name, value in references:
       axes[1][col].axhline(value, linestyle="--", linewidth=0.8, color="gray")
+      # Below the line: the points' labels sit above and to the right of them.
       axes[1][col].annotate(f"{name} {value:.4f}", (0.01, value), xycoords=("axes fraction", "data"),
-                            fontsize=7, color="gray", xytext=(0, 2), textcoords="offset points")
+                            fontsize=7, color="gray", xytext=(0, -9), textcoords="offset points")
   for row, what in enumerate(("validation", "test")):
     axes[row][0].set_ylabel(f"{what} NDCG@10")
     for col, xlabel in enumerate(("parameters", "training hours (epochs x median epoch)")):
-      axes[row][col].set_xscale("log")
+      _log_axis(axes[row][col], _compact_count if col == 0 else _plain)
       axes[row][col].set_xlabel(xlabel)
       axes[row][col].grid(True, alpha=0.3)
   axes[0][0].legend()
   fig.tight_layout()
   fig.savefig(path, dpi=120)
   plt.close(fig)
+
+
+def _compact_count(x: float, _pos=None) -> str:
+  """``1.02M``, ``250k``, ``900``: parameter counts as tick labels."""
+  for div, unit in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+    if x >= div:
+      return f"{x / div:.3g}{unit}"
+  return f"{x:.3g}"
+
+
+def _plain(x: float, _pos=None) -> str:
+  return f"{x:.3g}"
+
+
+def _log_axis(ax, formatter) -> None:
+  """Log x axis with plain labels at 1, 2 and 5 times powers of ten.
+
+  A curve's points can span less than a factor of two (the first points of a
+  study, or two models of one size), where matplotlib would label only the
+  minor ticks, in overlapping scientific notation: the limits are widened to
+  at least a factor of four so that 1-2-5 ticks fall inside. The right end
+  gets room for the last point's label.
+  """
+  from matplotlib import ticker
+
+  ax.set_xscale("log")
+  lo, hi = ax.get_xlim()
+  if hi / lo < 4:
+    mid = (lo * hi) ** 0.5
+    lo, hi = mid / 2, mid * 2
+  ax.set_xlim(lo, hi * 1.2)
+  ax.xaxis.set_major_locator(ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+  ax.xaxis.set_major_formatter(ticker.FuncFormatter(formatter))
+  ax.xaxis.set_minor_formatter(ticker.NullFormatter())
 
 
 def _reference(text: str) -> tuple[str, float]:
