@@ -20,7 +20,7 @@ if __name__ == "__main__":  # Before JAX loads: re-runs once with malloc on huge
   from fame_jax import runtime
   runtime.use_huge_pages()
 
-from absl import flags, logging
+from absl import flags
 from ml_collections import config_flags
 
 from fame_jax import cli, distributed
@@ -38,7 +38,6 @@ flags.mark_flags_as_required(["workdir"])
 
 def main(argv):
   del argv
-  logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO.
   distributed.initialize_from_flags()  # Several processes: each ranks its share of users.
   from fame_jax.training import evaluate_workdir  # JAX loads after the flags are checked.
   metrics = evaluate_workdir(_CONFIG.value, _WORKDIR.value, _SPLIT.value, _CHECKPOINT.value)

@@ -21,7 +21,7 @@ if __name__ == "__main__":  # Before JAX loads: re-runs once with malloc on huge
   from fame_jax import runtime
   runtime.use_huge_pages()
 
-from absl import flags, logging
+from absl import flags
 from ml_collections import config_flags
 
 from fame_jax import cli, config_tools, distributed
@@ -44,7 +44,6 @@ def main(argv):
     from configs.base import get_base_config
     print(config_tools.describe(_CONFIG.value, get_base_config(), name=flags.FLAGS["config"].config_filename))
     return
-  logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO.
   distributed.initialize_from_flags()  # Several processes: join them before JAX computes.
   from fame_jax.training import train_and_evaluate  # JAX loads only when training.
   train_and_evaluate(_CONFIG.value, _WORKDIR.value)

@@ -15,7 +15,9 @@ and any later one) starts with ``fame_jax.cli.run(main)`` instead of
 * the traceback is printed above that line only with ``--verbose`` (a flag
   every such command has) or the environment variable ``FAME_JAX_VERBOSE=1``;
 * any other exception is a bug in fame_jax and keeps Python's traceback
-  (exit 1).
+  (exit 1);
+* absl logging runs at WARNING unless ``--verbosity`` is given
+  (:func:`quiet_library_logs`).
 
 ``train.py`` and ``evaluate.py`` re-execute themselves once before parsing
 (fame_jax/runtime.py, huge pages); ``os.execve`` replaces the process, so the
@@ -171,6 +173,15 @@ def define_verbose_flag() -> None:
                       f"message (also: {VERBOSE_ENV}=1).")
 
 
+def quiet_library_logs() -> None:
+  """absl logging at WARNING unless ``--verbosity`` (``-v``) was given:
+  Orbax logs every checkpoint save and deletion at INFO, seven lines an epoch
+  that would bury a long run's own progress lines."""
+  from absl import flags, logging
+  if not flags.FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)
+
+
 def run(main: Callable[[list[str]], Any], *, prog: str | None = None,
         argv: list[str] | None = None) -> None:
   """``absl.app.run(main)`` with the error path of this module.
@@ -192,6 +203,7 @@ def run(main: Callable[[list[str]], Any], *, prog: str | None = None,
   define_verbose_flag()
 
   def main_with_usage_errors(args: list[str]) -> Any:
+    quiet_library_logs()
     try:
       return main(args)
     except app.UsageError as e:  # absl would print the whole flag help around it.

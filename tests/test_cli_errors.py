@@ -220,3 +220,15 @@ def test_format_error_joins_lines_and_adds_what_to_do():
 ])
 def test_verbose_requested(argv, env, expected):
   assert cli.verbose_requested(argv, env) is expected
+
+
+@pytest.mark.parametrize("args,level", [((), "-1"), (("-v", "0"), "0"), (("--verbosity=1",), "1")])
+def test_entry_points_log_at_warning_unless_verbosity_is_given(args, level):
+  """Orbax logs each checkpoint save at INFO (seven lines an epoch in a sweep's
+  log); every cli.run command starts at WARNING unless the user asks for more."""
+  code = ("from absl import logging\nfrom fame_jax import cli\n"
+          "cli.run(lambda argv: print('verbosity', logging.get_verbosity()), prog='probe')\n")
+  out = subprocess.run([sys.executable, "-c", code, *args], cwd=ROOT, capture_output=True, text=True,
+                       timeout=60)
+  assert out.returncode == 0, out.stderr
+  assert out.stdout.split() == ["verbosity", level]
