@@ -103,6 +103,103 @@ def test_loss_warning_rule():
   assert line.startswith("warning: epoch 7 mean training loss") and f"{limit:.2f}" in line
 
 
+def test_plateau_warning_rule():
+  cfg = tiny.get_config().train
+  pop = 7.46
+  edge = (1 - loop.PLATEAU_MARGIN) * pop
+  assert loop.plateau_warning(loop.PLATEAU_EPOCHS - 1, 7.47, pop, cfg) is None  # Too early to say.
+  assert loop.plateau_warning(loop.PLATEAU_EPOCHS, edge - 1e-3, pop, cfg) is None  # Learning.
+  line = loop.plateau_warning(loop.PLATEAU_EPOCHS, edge + 1e-3, pop, cfg)
+  assert line.startswith(f"warning: epoch {loop.PLATEAU_EPOCHS} mean training loss ")
+  assert "7.46, the loss of predicting the next item from its popularity alone" in line
+  assert "set train.warmup_steps (now 0), e.g. 500" in line and "\n" not in line
+  cfg.warmup_steps = 200
+  assert "lengthen train.warmup_steps (now 200)" in loop.plateau_warning(20, 9.0, pop, cfg)
+
+
+def test_popularity_loss_is_the_least_cross_entropy_without_history():
+  targets = np.array([1, 1, 1, 2, 2, 3, 5, 5, 5, 5])
+  counts = np.bincount(targets, minlength=6).astype(float)
+  p = counts / counts.sum()
+  assert loop.popularity_loss(targets) == pytest.approx(-sum(q * math.log(q) for q in p if q > 0))
+
+  def ce(q):  # Mean cross-entropy of one fixed distribution over these targets.
+    return float(-np.mean(np.log(q[targets])))
+  assert ce(p) == pytest.approx(loop.popularity_loss(targets))
+  rng = np.random.default_rng(0)
+  for _ in range(20):  # Any other fixed distribution does worse.
+    q = p + rng.uniform(0, 0.2, size=p.shape)
+    q[0] = 0
+    assert ce(q / q.sum()) > loop.popularity_loss(targets)
+
+
+@pytest.mark.parametrize("examples,packing", [("all_positions", True), ("all_positions", False),
+                                              ("prefix_last", False)])
+def test_target_items_are_an_epochs_weighted_targets(examples, packing):
+  from fame_jax.data import batching
+  rng = np.random.default_rng(1)
+  train = [rng.integers(1, 30, size=rng.integers(1, 15)) for _ in range(40)]
+  b = batching.make_batcher(train, examples=examples, max_len=6, batch_size=8, packing=packing)
+  seen = []
+  for batch in b.epoch(0, 1):
+    seen.append(np.asarray(batch["targets"])[np.asarray(batch["weights"]) > 0])
+  assert sorted(np.concatenate(seen).tolist()) == sorted(b.target_items().tolist())
+  assert len(b.target_items()) == b.num_targets
+
+
+_DATA = ROOT.parent / "shared" / "data"
+
+
+@pytest.mark.skipif(not (_DATA / "ml-1m" / "ml-1m.txt").exists(),
+                    reason="needs ../shared/data (the benchmark files are not in the repository)")
+def test_plateau_rule_fires_on_the_stuck_run_and_no_other_committed_run(monkeypatch):
+  """Calibration on every committed run with a training loss: only SASRec d 128
+  L4 on ML-1M, which never left the popularity level, would have warned."""
+  import json
+
+  import ml_collections
+
+  from fame_jax.data import batching
+  from fame_jax.data.loading import load_data
+  from fame_jax.training import config_check
+  monkeypatch.chdir(ROOT)
+  pop_losses, fired = {}, []
+  runs = sorted(p.parent for p in (ROOT / "results").rglob("metrics.jsonl"))
+  for run in runs:
+    if not (run / "config.json").exists():
+      continue
+    # Read as stored: some runs set model options deleted since (only data and
+    # train are used here).
+    with open(run / "config.json") as f:
+      stored = config_check.with_added_defaults(json.load(f), keep_deleted=True)
+    data, train = ml_collections.ConfigDict(stored["data"]), ml_collections.ConfigDict(stored["train"])
+    key = (json.dumps(stored["data"], sort_keys=True), train.examples)
+    if key not in pop_losses:
+      _, split = load_data(ml_collections.ConfigDict({"data": data}))
+      b = batching.make_batcher(split.train, examples=train.examples, max_len=data.max_len,
+                                batch_size=64, packing=False)
+      pop_losses[key] = loop.popularity_loss(b.target_items())
+    with open(run / "metrics.jsonl") as f:
+      rows = [json.loads(line) for line in f if line.strip()]
+    if any(loop.plateau_warning(r["epoch"], r["loss"], pop_losses[key], train)
+           for r in rows if "loss" in r):
+      fired.append(str(run.relative_to(ROOT)))
+  assert len(runs) > 100
+  assert fired == ["results/ml1m/size/sasrec_d128_l4_seed0"]
+
+
+def test_train_py_warns_once_when_the_loss_stays_at_popularity(tmp_path):
+  # A learning rate of 1e-9 leaves the model at its start, where every item
+  # scores about alike: a loss near ln(N), above the popularity loss.
+  out = _train_py(tmp_path, "--config.train.learning_rate=1e-9",
+                  f"--config.train.max_epochs={loop.PLATEAU_EPOCHS + 1}",
+                  f"--config.train.eval_every_epochs={loop.PLATEAU_EPOCHS + 1}")
+  assert out.returncode == 0, out.stderr
+  lines = [l for l in out.stdout.splitlines() if l.startswith("warning: epoch ")]
+  assert len(lines) == 1 and lines[0].startswith(f"warning: epoch {loop.PLATEAU_EPOCHS} mean "), lines
+  assert "from its popularity alone" in lines[0]
+
+
 def test_progress_postfix_shows_the_last_validation_not_nan():
   rows = [{"epoch": 1, "loss": 5.0},
           {"epoch": 2, "loss": 4.0, "valid/NDCG@10": 0.0712},

@@ -126,6 +126,10 @@ class AllPositionsBatcher:
   def num_targets(self) -> int:
     return int(self.lengths.sum())
 
+  def target_items(self) -> np.ndarray:
+    """Every training target of an epoch (each counted once, weight 1), int64."""
+    return np.concatenate([y for _, y in self.examples]).astype(np.int64)
+
   def epoch(self, seed: int, epoch: int, rows: tuple[int, int] | None = None) -> LazyBatches:
     """All batches of one epoch, in order (deterministic in seed and epoch).
 
@@ -228,6 +232,10 @@ class PrefixLastBatcher:
   @property
   def num_targets(self) -> int:
     return len(self.users)
+
+  def target_items(self) -> np.ndarray:
+    """Every training target of an epoch (each counted once, weight 1), int64."""
+    return np.concatenate([seq[1:] for seq in self.train if len(seq) > 1]).astype(np.int64)
 
   def epoch(self, seed: int, epoch: int, rows: tuple[int, int] | None = None) -> LazyBatches:
     """Batches of one epoch: shuffled within buckets, buckets interleaved.
