@@ -112,3 +112,40 @@ def tiny_trained_run(tmp_path_factory):
   config = tiny.get_config()
   results = loop.train_and_evaluate(config, workdir)
   return config, workdir, results
+
+
+
+# The suite runs on pytest-xdist workers (pytest.ini: ``-n auto``), one test
+# module to a worker at a time, so that module-scoped fixtures are built once.
+# The modules that use ``eight_devices`` form one unit: its subprocess (about
+# 30 s of compiling) then runs once for the whole suite.
+EIGHT_DEVICE_MODULES = ("tests/test_sharded_checkpoints.py", "tests/test_sharded_table.py",
+                        "tests/test_training.py")
+
+
+def pytest_collection_modifyitems(config, items):
+  for item in items:
+    module = item.nodeid.split("::", 1)[0]
+    if "eight_devices" in item.fixturenames and module not in EIGHT_DEVICE_MODULES:
+      raise pytest.UsageError(f"{module} uses the eight_devices fixture: add it to "
+                              "EIGHT_DEVICE_MODULES in tests/conftest.py")
+
+
+def pytest_xdist_make_scheduler(config, log):
+  from xdist.scheduler import LoadScopeScheduling
+
+  class ModuleScheduling(LoadScopeScheduling):
+    """Test modules as work units, with the 8-device modules as one unit."""
+
+    def _split_scope(self, nodeid):
+      module = nodeid.split("::", 1)[0]
+      return "eight_devices" if module in EIGHT_DEVICE_MODULES else module
+
+  return ModuleScheduling(config, log)
+
+
+def pytest_xdist_auto_num_workers(config):
+  """``-n auto``: a worker per CPU this process may use, at most 8 (each
+  worker compiles its own programs and holds its own JAX runtime)."""
+  cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+  return max(1, min(8, cpus or 1))

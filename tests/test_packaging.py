@@ -16,7 +16,7 @@ from packaging.utils import canonicalize_name
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 # Pinned in requirements.txt for other packages' sake; fame_jax imports none.
-_TRANSITIVE_PINS = {"psutil"}
+_TRANSITIVE_PINS = {"psutil", "execnet"}
 
 
 def _pyproject() -> dict:
@@ -49,7 +49,7 @@ def test_runtime_and_test_dependencies_match_the_pins():
           for r in map(Requirement, project["optional-dependencies"]["test"])}
   # The same packages on both sides, test-only ones apart from the runtime.
   assert set(runtime) == set(pins["runtime"]) - _TRANSITIVE_PINS
-  assert set(test) == set(pins["test-only"]) == {"pytest"}
+  assert set(test) == set(pins["test-only"]) - _TRANSITIVE_PINS == {"pytest", "pytest-xdist"}
   # Each pin satisfies the bound pyproject.toml declares.
   for reqs, section in ((runtime, "runtime"), (test, "test-only")):
     for name, req in reqs.items():
