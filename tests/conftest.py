@@ -114,7 +114,6 @@ def tiny_trained_run(tmp_path_factory):
   return config, workdir, results
 
 
-
 # The suite runs on pytest-xdist workers (pytest.ini: ``-n auto``), one test
 # module to a worker at a time, so that module-scoped fixtures are built once.
 # The modules that use ``eight_devices`` form one unit: its subprocess (about
@@ -123,14 +122,15 @@ EIGHT_DEVICE_MODULES = ("tests/test_sharded_checkpoints.py", "tests/test_sharded
                         "tests/test_training.py")
 
 
-def pytest_collection_modifyitems(config, items):
-  for item in items:
-    module = item.nodeid.split("::", 1)[0]
-    if "eight_devices" in item.fixturenames and module not in EIGHT_DEVICE_MODULES:
-      raise pytest.UsageError(f"{module} uses the eight_devices fixture: add it to "
-                              "EIGHT_DEVICE_MODULES in tests/conftest.py")
+@pytest.fixture(autouse=True)
+def _eight_device_modules_are_listed(request):
+  module = request.node.nodeid.split("::", 1)[0]
+  if "eight_devices" in request.fixturenames and module not in EIGHT_DEVICE_MODULES:
+    pytest.fail(f"{module} uses the eight_devices fixture: add it to EIGHT_DEVICE_MODULES in "
+                "tests/conftest.py", pytrace=False)
 
 
+@pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config, log):
   from xdist.scheduler import LoadScopeScheduling
 
@@ -144,6 +144,7 @@ def pytest_xdist_make_scheduler(config, log):
   return ModuleScheduling(config, log)
 
 
+@pytest.hookimpl(optionalhook=True)
 def pytest_xdist_auto_num_workers(config):
   """``-n auto``: a worker per CPU this process may use, at most 8 (each
   worker compiles its own programs and holds its own JAX runtime)."""
