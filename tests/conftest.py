@@ -122,9 +122,14 @@ EIGHT_DEVICE_MODULES = ("tests/test_sharded_checkpoints.py", "tests/test_sharded
                         "tests/test_training.py")
 
 
+def _module(nodeid: str) -> str:
+  """``tests/test_x.py`` of ``tests/test_x.py::test_y[...]``."""
+  return nodeid.split("::", 1)[0]
+
+
 @pytest.fixture(autouse=True)
 def _eight_device_modules_are_listed(request):
-  module = request.node.nodeid.split("::", 1)[0]
+  module = _module(request.node.nodeid)
   if "eight_devices" in request.fixturenames and module not in EIGHT_DEVICE_MODULES:
     pytest.fail(f"{module} uses the eight_devices fixture: add it to EIGHT_DEVICE_MODULES in "
                 "tests/conftest.py", pytrace=False)
@@ -138,7 +143,7 @@ def pytest_xdist_make_scheduler(config, log):
     """Test modules as work units, with the 8-device modules as one unit."""
 
     def _split_scope(self, nodeid):
-      module = nodeid.split("::", 1)[0]
+      module = _module(nodeid)
       return "eight_devices" if module in EIGHT_DEVICE_MODULES else module
 
   return ModuleScheduling(config, log)
