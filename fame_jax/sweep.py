@@ -31,6 +31,11 @@ denominator), as docs/results.md reports seeds (``fame_jax.analysis.seeds``).
 A bad line stops the batch before anything trains, with ``FILE:LINE:`` and
 the problem on one line.
 
+``--only NAME,NAME`` trains just those runs of the file, in its order, into
+the same ``<NAME>_seed<k>`` workdirs (``runs.md`` then covers those runs), so a
+study's file can list every point while each call trains the ones that fit in
+the time at hand.
+
 Both modes train sequentially in this process through
 :func:`fame_jax.training.loop.train_and_evaluate`, which resumes an
 interrupted workdir and skips a finished one: re-running the same command
@@ -51,6 +56,7 @@ from __future__ import annotations
 import copy
 import csv
 import dataclasses
+import difflib
 import itertools
 import json
 import os
@@ -278,6 +284,36 @@ def parse_runs_file(path: str) -> list[Run]:
   return runs
 
 
+def select_runs(runs: Sequence[Run], names: Sequence[str], path: str) -> list[Run]:
+  """The runs of ``names`` (``--only``), in the runs file's order.
+
+  A study's file lists every point; ``--only`` trains some of them (the points
+  that fit in the time a machine is held, say) into the same workdirs that the
+  whole file uses, so what one call trains, a later call of the whole file
+  finds finished.
+
+  Raises:
+    ConfigError: one line naming the runs file, for a name that is not a run of
+      it (with the closest run names) or a name given twice.
+  """
+  known = {r.name for r in runs}
+  wanted: list[str] = []
+  for name in names:
+    name = name.strip()
+    if not name:
+      continue
+    if name not in known:
+      close = difflib.get_close_matches(name, sorted(known), n=3, cutoff=0.5)
+      hint = f"; closest: {', '.join(close)}" if close else f"; its runs: {', '.join(r.name for r in runs)}"
+      raise ConfigError(f"--only {name}: no run of that name in {path}{hint}")
+    if name in wanted:
+      raise ConfigError(f"--only {name}: given twice")
+    wanted.append(name)
+  if not wanted:
+    raise ConfigError("--only: no run names (give NAME[,NAME...])")
+  return [r for r in runs if r.name in wanted]
+
+
 def seed_workdir(workdir: str, name: str, seed: int) -> str:
   return os.path.join(workdir, f"{name}_seed{seed}")
 
@@ -460,6 +496,8 @@ def main(argv: Sequence[str]) -> None:
     if _SEEDS.value < 1:
       raise app.UsageError(f"--seeds {_SEEDS.value}: must be >= 1")
     runs = parse_runs_file(_RUNS.value)  # A bad line: ConfigError, FILE:LINE: problem.
+    if _ONLY.value:
+      runs = select_runs(runs, _ONLY.value, _RUNS.value)
     if _PARALLEL.value < 1:
       raise app.UsageError(f"--parallel {_PARALLEL.value}: must be >= 1")
     rows = run_list(runs, _SEEDS.value, _WORKDIR.value, parallel=_PARALLEL.value)
@@ -478,6 +516,8 @@ def main(argv: Sequence[str]) -> None:
     raise app.UsageError("--seeds applies to --runs; a grid sets train.seed with --grid or --config")
   if _PARALLEL.value != 1:
     raise app.UsageError("--parallel applies to --runs")
+  if _ONLY.value:
+    raise app.UsageError("--only applies to --runs")
   try:
     grid = parse_grid(_GRID.value or [], config)
   except ValueError as e:  # Includes ConfigError: one line through fame_jax.cli.
@@ -502,6 +542,8 @@ if __name__ == "__main__":
   _RUNS = flags.DEFINE_string("runs", None, "Runs file: one `NAME CONFIG [--config.key=value ...]` a line.")
   _SEEDS = flags.DEFINE_integer("seeds", 1, "With --runs: train each run at seeds 0 .. N-1.")
   _WORKDIR = flags.DEFINE_string("workdir", None, "Batch directory (one workdir per point or run).")
+  _ONLY = flags.DEFINE_list("only", None, "With --runs: train only these runs of the file (NAME,NAME,...), "
+                            "in the file's order.")
   _PARALLEL = flags.DEFINE_integer(
       "parallel", 1, "With --runs: train up to N runs at once, each as its train.py process "
       "(several small runs sharing one GPU).")

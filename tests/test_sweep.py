@@ -247,3 +247,42 @@ def test_study_runs_files_and_their_templates_load(name, tmp_path, monkeypatch):
   assert len(runs) == len(templates)
   assert {(r.config.model.hidden_size, r.config.model.num_layers) for r in runs} <= {
       (128, 4), (256, 4), (64, 4)}
+
+
+def test_only_trains_the_named_runs_in_file_order(tmp_path, monkeypatch):
+  calls = _fake_trainer(monkeypatch)
+  path = _runs_file(tmp_path, "e1 configs/tiny.py --config.model.num_experts=1\n"
+                    "e2 configs/tiny.py --config.model.num_experts=2\n"
+                    "e4 configs/tiny.py --config.model.num_experts=4\n")
+  runs = sweep.select_runs(sweep.parse_runs_file(path), ["e4", " e1"], path)
+  assert [r.name for r in runs] == ["e1", "e4"]  # The file's order, not the flag's.
+  rows = sweep.run_list(runs, 1, str(tmp_path / "study"))
+  assert [n for n, _ in calls] == ["e1_seed0", "e4_seed0"]
+  assert [c.model.num_experts for _, c in calls] == [1, 4]
+  assert [r["run"] for r in rows] == ["e1", "e4"]
+  assert not os.path.exists(tmp_path / "study" / "e2_seed0")
+
+
+@pytest.mark.parametrize("names,match", [
+    (["e3"], "--only e3: no run of that name in {path}; closest: e2, e1"),
+    (["zzz"], "--only zzz: no run of that name in {path}; its runs: e1, e2"),
+    (["e1", "e1"], "--only e1: given twice"),
+    ([""], "--only: no run names (give NAME[,NAME...])"),
+])
+def test_only_rejects_unknown_and_repeated_names(tmp_path, names, match):
+  path = _runs_file(tmp_path, "e1 configs/tiny.py\ne2 configs/tiny.py\n")
+  with pytest.raises(ValueError) as e:
+    sweep.select_runs(sweep.parse_runs_file(path), names, path)
+  assert str(e.value) == match.format(path=path)
+
+
+def test_command_line_only_names_the_runs_file(tmp_path):
+  env = dict(os.environ, FAME_JAX_HUGEPAGES="0", PYTHONPATH=ROOT)
+  path = _runs_file(tmp_path, "tiny configs/tiny.py\n")
+  got = subprocess.run([sys.executable, "-m", "fame_jax.sweep", "--runs", path, "--only", "tiny,tinny",
+                        "--workdir", str(tmp_path / "w")], cwd=ROOT, env=env, capture_output=True,
+                       text=True)
+  assert got.returncode == 2
+  assert got.stderr.strip().splitlines() == [
+      f"fame_jax.sweep: error: --only tinny: no run of that name in {path}; closest: tiny"]
+  assert not os.path.exists(tmp_path / "w")  # Nothing started.
