@@ -210,12 +210,16 @@ def test_parallel_runs_train_as_train_py_processes(tmp_path, tiny_trained_run, m
     assert [r["error"] == "" for r in csv.DictReader(f)] == [True, False]
 
 
-def test_command_line_reports_a_bad_line_in_one_line(tmp_path):
+def _sweep_command(*args):
+  """``python -m fame_jax.sweep ARGS`` from the checkout, its output captured."""
   env = dict(os.environ, FAME_JAX_HUGEPAGES="0", PYTHONPATH=ROOT)
+  return subprocess.run([sys.executable, "-m", "fame_jax.sweep", *args], cwd=ROOT, env=env,
+                        capture_output=True, text=True)
+
+
+def test_command_line_reports_a_bad_line_in_one_line(tmp_path):
   bad = _runs_file(tmp_path, "# study\ntiny configs/tiny.py --config.model.nope=1\n")
-  got = subprocess.run([sys.executable, "-m", "fame_jax.sweep", "--runs", bad, "--seeds", "3",
-                        "--workdir", str(tmp_path / "w")], cwd=ROOT, env=env, capture_output=True,
-                       text=True)
+  got = _sweep_command("--runs", bad, "--seeds", "3", "--workdir", str(tmp_path / "w"))
   assert got.returncode == 2  # A config error (fame_jax/errors.py).
   lines = got.stderr.strip().splitlines()
   assert len(lines) == 1 and lines[0].startswith(
@@ -277,11 +281,8 @@ def test_only_rejects_unknown_and_repeated_names(tmp_path, names, match):
 
 
 def test_command_line_only_names_the_runs_file(tmp_path):
-  env = dict(os.environ, FAME_JAX_HUGEPAGES="0", PYTHONPATH=ROOT)
   path = _runs_file(tmp_path, "tiny configs/tiny.py\n")
-  got = subprocess.run([sys.executable, "-m", "fame_jax.sweep", "--runs", path, "--only", "tiny,tinny",
-                        "--workdir", str(tmp_path / "w")], cwd=ROOT, env=env, capture_output=True,
-                       text=True)
+  got = _sweep_command("--runs", path, "--only", "tiny,tinny", "--workdir", str(tmp_path / "w"))
   assert got.returncode == 2
   assert got.stderr.strip().splitlines() == [
       f"fame_jax.sweep: error: --only tinny: no run of that name in {path}; closest: tiny"]
