@@ -496,7 +496,7 @@ def main(argv: Sequence[str]) -> None:
     if _SEEDS.value < 1:
       raise app.UsageError(f"--seeds {_SEEDS.value}: must be >= 1")
     runs = parse_runs_file(_RUNS.value)  # A bad line: ConfigError, FILE:LINE: problem.
-    if _ONLY.value:
+    if _ONLY.value is not None:  # --only= with no names is an error, not "all runs".
       runs = select_runs(runs, _ONLY.value, _RUNS.value)
     if _PARALLEL.value < 1:
       raise app.UsageError(f"--parallel {_PARALLEL.value}: must be >= 1")
@@ -516,7 +516,7 @@ def main(argv: Sequence[str]) -> None:
     raise app.UsageError("--seeds applies to --runs; a grid sets train.seed with --grid or --config")
   if _PARALLEL.value != 1:
     raise app.UsageError("--parallel applies to --runs")
-  if _ONLY.value:
+  if _ONLY.value is not None:
     raise app.UsageError("--only applies to --runs")
   try:
     grid = parse_grid(_GRID.value or [], config)
